@@ -1,0 +1,35 @@
+//! The vocabulary shared by every Nucleus component: the [`Plan`] (one exact,
+//! resolved sandbox), its canonical encoding and digest, and the framed,
+//! versioned envelope the front end and the privileged helper exchange.
+//!
+//! Trust level: this crate is linked into the privileged helper and decodes
+//! bytes from untrusted callers. It therefore does no I/O, reads no
+//! environment, never panics on input, and caps every size. Every value that
+//! can be wrong is a newtype whose constructor (and whose `Deserialize`)
+//! rejects it, so a decoded plan is well-formed by construction;
+//! [`Plan::validate`] adds the cross-field rules. Both executors call it.
+
+mod codec;
+mod names;
+mod path;
+mod plan;
+mod security;
+mod wire;
+
+pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
+pub use names::{Arg, EnvName, Hostname, NameError, SandboxName};
+pub use path::{AbsPath, PathError};
+pub use plan::{
+    Argv, IdMap, IdMapping, Limits, Mount, Namespaces, NetworkMode, Plan, PlanError, Process,
+    RootFs, RootSource, Timeout,
+};
+pub use security::{
+    Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,
+};
+pub use wire::{
+    decode_frame, encode_frame, Envelope, ErrorCode, ExitStatus, Message, WireError, MAGIC,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The Plan: everything needed to build one sandbox, resolved to exact
+//! values. The front end compiles a user's request into a Plan; the
+//! executors apply it and decide nothing themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Arg, EnvName, Hostname, SandboxName};
+use crate::path::AbsPath;
+use crate::security::Security;
+
+/// Most lines the kernel accepts in a `uid_map`/`gid_map`.
+pub const MAX_ID_MAP_LINES: usize = 340;
+pub const MAX_MOUNTS: usize = 1024;
+pub const MAX_ARGS: usize = 16 * 1024;
+pub const MAX_ENV: usize = 16 * 1024;
+pub const MAX_LANDLOCK_RULES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("argv is empty: a command is required")]
+    EmptyArgv,
+    #[error("too many {what}: {count} (at most {max})")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("id map entry inside={inside} outside={outside} count={count} is empty or overflows")]
+    IdMapRange {
+        inside: u32,
+        outside: u32,
+        count: u32,
+    },
+    #[error("{which} map ranges overlap")]
+    IdMapOverlap { which: &'static str },
+    #[error("workload {which} {id} is not mapped in the user namespace")]
+    IdUnmapped { which: &'static str, id: u32 },
+    #[error(
+        "mount target {0} is the root or lies under /proc, /sys or /dev, which the sandbox owns"
+    )]
+    ReservedTarget(AbsPath),
+    #[error("two mounts target {0}")]
+    DuplicateTarget(AbsPath),
+    #[error("mount target {target} lies beneath symlink {link}")]
+    BeneathSymlink { target: AbsPath, link: AbsPath },
+    #[error("seccomp program has {0} instructions (1 to 4096 allowed)")]
+    SeccompLength(usize),
+    #[error("landlock access bits {0:#x} include unknown rights")]
+    LandlockAccess(u64),
+    #[error("landlock rule for {0} grants rights the ruleset does not handle")]
+    LandlockUnhandled(AbsPath),
+    #[error("timeout must be at least one second")]
+    ZeroTimeout,
+}
+
+/// Namespaces beyond the ones every sandbox gets. User, mount, pid, uts,
+/// ipc, cgroup and net namespaces are always new: not fields, so a plan
+/// cannot share them with the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespaces {
+    /// A new time namespace (opt-in: clocks stay the host's otherwise).
+    pub time: bool,
+}
+
+/// One line of a uid or gid map: `count` ids from `inside` map to `outside`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "(u32, u32, u32)", into = "(u32, u32, u32)")]
+pub struct IdMap {
+    inside: u32,
+    outside: u32,
+    count: u32,
+}
+
+impl IdMap {
+    pub fn new(inside: u32, outside: u32, count: u32) -> Result<Self, PlanError> {
+        let fits = |start: u32| start.checked_add(count - 1).is_some();
+        if count == 0 || !fits(inside) || !fits(outside) {
+            return Err(PlanError::IdMapRange {
+                inside,
+                outside,
+                count,
+            });
+        }
+        Ok(IdMap {
+            inside,
+            outside,
+            count,
+        })
+    }
+
+    pub fn inside(&self) -> u32 {
+        self.inside
+    }
+
+    pub fn outside(&self) -> u32 {
+        self.outside
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    fn contains_inside(&self, id: u32) -> bool {
+        id >= self.inside && id - self.inside < self.count
+    }
+}
+
+impl TryFrom<(u32, u32, u32)> for IdMap {
+    type Error = PlanError;
+
+    fn try_from((inside, outside, count): (u32, u32, u32)) -> Result<Self, Self::Error> {
+        IdMap::new(inside, outside, count)
+    }
+}
+
+impl From<IdMap> for (u32, u32, u32) {
+    fn from(m: IdMap) -> Self {
+        (m.inside, m.outside, m.count)
+    }
+}
+
+/// The user namespace's maps and the identity the workload runs as inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdMapping {
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What the root of the sandbox is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootSource {
+    /// A fresh, empty tmpfs; the host directories it needs arrive as mounts.
+    Tmpfs,
+    /// A host directory, bind-mounted as the root.
+    Directory(AbsPath),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootFs {
+    pub source: RootSource,
+    pub read_only: bool,
+}
+
+/// One entry of the mount list, applied in order on top of the root. Every
+/// mount is `nosuid,nodev`; binds are recursive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    Bind {
+        source: AbsPath,
+        target: AbsPath,
+        read_only: bool,
+    },
+    Tmpfs {
+        target: AbsPath,
+        size_bytes: u64,
+    },
+    /// A symlink created in the root, e.g. `/bin -> usr/bin` on merged-/usr hosts.
+    Symlink {
+        target: AbsPath,
+        link_to: Arg,
+    },
+}
+
+impl Mount {
+    pub fn target(&self) -> &AbsPath {
+        match self {
+            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Symlink { target, .. } => target,
+        }
+    }
+}
+
+/// The command line: at least one argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Arg>", into = "Vec<Arg>")]
+pub struct Argv(Vec<Arg>);
+
+impl Argv {
+    pub fn program(&self) -> &Arg {
+        // The constructor guarantees at least one element.
+        &self.0[0]
+    }
+
+    pub fn args(&self) -> &[Arg] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<Arg>> for Argv {
+    type Error = PlanError;
+
+    fn try_from(v: Vec<Arg>) -> Result<Self, Self::Error> {
+        if v.is_empty() {
+            return Err(PlanError::EmptyArgv);
+        }
+        if v.len() > MAX_ARGS {
+            return Err(PlanError::TooMany {
+                what: "arguments",
+                count: v.len(),
+                max: MAX_ARGS,
+            });
+        }
+        Ok(Argv(v))
+    }
+}
+
+impl From<Argv> for Vec<Arg> {
+    fn from(a: Argv) -> Self {
+        a.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub argv: Argv,
+    /// The complete environment: nothing is inherited from the caller.
+    pub env: BTreeMap<EnvName, Arg>,
+    pub cwd: AbsPath,
+    /// Give the workload a new pseudo-terminal as its controlling tty.
+    pub tty: bool,
+}
+
+/// Wall-clock limit, whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Timeout(NonZeroU32);
+
+impl Timeout {
+    pub fn secs(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl TryFrom<u32> for Timeout {
+    type Error = PlanError;
+
+    fn try_from(secs: u32) -> Result<Self, Self::Error> {
+        NonZeroU32::new(secs)
+            .map(Timeout)
+            .ok_or(PlanError::ZeroTimeout)
+    }
+}
+
+impl From<Timeout> for u32 {
+    fn from(t: Timeout) -> u32 {
+        t.0.get()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub timeout: Option<Timeout>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// A new network namespace with only the loopback interface, up.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: Option<SandboxName>,
+    pub hostname: Hostname,
+    pub namespaces: Namespaces,
+    pub ids: IdMapping,
+    pub root: RootFs,
+    pub mounts: Vec<Mount>,
+    pub process: Process,
+    pub limits: Limits,
+    pub security: Security,
+    pub network: NetworkMode,
+}
+
+impl Plan {
+    /// The cross-field rules that single values cannot express. Every
+    /// executor runs this on the plan it is about to apply, whoever built it.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        validate_ids(&self.ids)?;
+        validate_mounts(&self.mounts)?;
+        validate_counts(self)?;
+        let handled = self.security.landlock.handled;
+        for rule in &self.security.landlock.rules {
+            if rule.access.intersect(handled) != rule.access {
+                return Err(PlanError::LandlockUnhandled(rule.path.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_ids(ids: &IdMapping) -> Result<(), PlanError> {
+    for (which, map, id) in [
+        ("uid", &ids.uid_map, ids.uid),
+        ("gid", &ids.gid_map, ids.gid),
+    ] {
+        if map.is_empty() || map.len() > MAX_ID_MAP_LINES {
+            return Err(PlanError::TooMany {
+                what: "id map lines",
+                count: map.len(),
+                max: MAX_ID_MAP_LINES,
+            });
+        }
+        let overlaps = |key: fn(&IdMap) -> u32| {
+            let mut ranges: Vec<(u64, u64)> = map
+                .iter()
+                .map(|m| (u64::from(key(m)), u64::from(key(m)) + u64::from(m.count)))
+                .collect();
+            ranges.sort_unstable();
+            ranges.windows(2).any(|w| w[0].1 > w[1].0)
+        };
+        if overlaps(IdMap::inside) || overlaps(IdMap::outside) {
+            return Err(PlanError::IdMapOverlap { which });
+        }
+        if !map.iter().any(|m| m.contains_inside(id)) {
+            return Err(PlanError::IdUnmapped { which, id });
+        }
+    }
+    Ok(())
+}
+
+fn validate_mounts(mounts: &[Mount]) -> Result<(), PlanError> {
+    let reserved = ["/proc", "/sys", "/dev"].map(|p| AbsPath::try_from(p).ok());
+    let mut seen = BTreeSet::new();
+    let mut links: Vec<&AbsPath> = Vec::new();
+    for m in mounts {
+        let target = m.target();
+        let is_reserved = reserved.iter().flatten().any(|r| target.starts_with(r));
+        if target.is_root() || is_reserved {
+            return Err(PlanError::ReservedTarget(target.clone()));
+        }
+        if !seen.insert(target) {
+            return Err(PlanError::DuplicateTarget(target.clone()));
+        }
+        if let Some(link) = links.iter().find(|l| target.starts_with(l)) {
+            return Err(PlanError::BeneathSymlink {
+                target: target.clone(),
+                link: (*link).clone(),
+            });
+        }
+        if let Mount::Symlink { target, .. } = m {
+            links.push(target);
+        }
+    }
+    Ok(())
+}
+
+fn validate_counts(plan: &Plan) -> Result<(), PlanError> {
+    let limits = [
+        ("mounts", plan.mounts.len(), MAX_MOUNTS),
+        ("environment variables", plan.process.env.len(), MAX_ENV),
+        (
+            "landlock rules",
+            plan.security.landlock.rules.len(),
+            MAX_LANDLOCK_RULES,
+        ),
+    ];
+    for (what, count, max) in limits {
+        if count > max {
+            return Err(PlanError::TooMany { what, count, max });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Round-trip, digest and robustness tests for the plan and the wire format.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use crate::*;
+
+fn path(s: &str) -> AbsPath {
+    AbsPath::try_from(s).unwrap()
+}
+
+fn sample_plan() -> Plan {
+    let mut env = BTreeMap::new();
+    env.insert(
+        EnvName::try_from("PATH").unwrap(),
+        Arg::try_from("/usr/bin:/bin").unwrap(),
+    );
+    Plan {
+        name: Some(SandboxName::try_from("demo").unwrap()),
+        hostname: Hostname::try_from("demo").unwrap(),
+        namespaces: Namespaces { time: false },
+        ids: IdMapping {
+            uid_map: vec![IdMap::new(0, 1000, 1).unwrap()],
+            gid_map: vec![IdMap::new(0, 1000, 1).unwrap()],
+            uid: 0,
+            gid: 0,
+        },
+        root: RootFs {
+            source: RootSource::Tmpfs,
+            read_only: true,
+        },
+        mounts: vec![
+            Mount::Bind {
+                source: path("/usr"),
+                target: path("/usr"),
+                read_only: true,
+            },
+            Mount::Symlink {
+                target: path("/bin"),
+                link_to: Arg::try_from("usr/bin").unwrap(),
+            },
+        ],
+        process: Process {
+            argv: Argv::try_from(vec![Arg::try_from("/bin/true").unwrap()]).unwrap(),
+            env,
+            cwd: AbsPath::root(),
+            tty: false,
+        },
+        limits: Limits { timeout: None },
+        security: Security {
+            seccomp: SeccompProgram::try_from(vec![SockFilter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: 0x7fff_0000,
+            }])
+            .unwrap(),
+            landlock: LandlockPolicy {
+                handled: FsAccess::ALL,
+                rules: vec![LandlockRule {
+                    path: AbsPath::root(),
+                    access: FsAccess::READ_EXECUTE,
+                }],
+                enforcement: Enforcement::BestAbi,
+            },
+            allow_degraded: false,
+            allow_chroot_fallback: false,
+        },
+        network: NetworkMode::None,
+    }
+}
+
+#[test]
+fn plan_round_trips_and_digest_is_stable() {
+    let plan = sample_plan();
+    let bytes = plan.encode().unwrap();
+    assert_eq!(bytes, plan.clone().encode().unwrap());
+    let digest = PlanDigest::of_bytes(&bytes);
+    let verified = Plan::verify(&bytes, &digest).unwrap();
+    assert_eq!(verified.plan(), &plan);
+    assert_eq!(verified.digest(), plan.seal().unwrap().digest());
+    assert_eq!(digest.to_string().len(), 64);
+}
+
+#[test]
+fn any_change_changes_the_digest() {
+    let a = sample_plan().seal().unwrap().digest();
+    let mut plan = sample_plan();
+    plan.root.read_only = false;
+    assert_ne!(a, plan.seal().unwrap().digest());
+}
+
+#[test]
+fn verify_refuses_wrong_digest_and_trailing_bytes() {
+    let bytes = sample_plan().encode().unwrap();
+    let digest = PlanDigest::of_bytes(&bytes);
+    assert!(matches!(
+        Plan::verify(&bytes, &PlanDigest([0; 32])),
+        Err(CodecError::DigestMismatch)
+    ));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let longer_digest = PlanDigest::of_bytes(&longer);
+    assert!(matches!(
+        Plan::verify(&longer, &longer_digest),
+        Err(CodecError::Trailing(1))
+    ));
+    assert!(Plan::verify(&bytes, &digest).is_ok());
+}
+
+#[test]
+fn validate_rejects_cross_field_errors() {
+    let mut plan = sample_plan();
+    plan.ids.uid = 5;
+    assert!(matches!(plan.validate(), Err(PlanError::IdUnmapped { .. })));
+
+    let mut plan = sample_plan();
+    plan.mounts.push(Mount::Tmpfs {
+        target: path("/proc/sys"),
+        size_bytes: 1,
+    });
+    assert!(matches!(plan.validate(), Err(PlanError::ReservedTarget(_))));
+
+    let mut plan = sample_plan();
+    plan.mounts.push(Mount::Tmpfs {
+        target: path("/usr"),
+        size_bytes: 1,
+    });
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::DuplicateTarget(_))
+    ));
+
+    let mut plan = sample_plan();
+    plan.mounts.push(Mount::Tmpfs {
+        target: path("/bin/x"),
+        size_bytes: 1,
+    });
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::BeneathSymlink { .. })
+    ));
+
+    let mut plan = sample_plan();
+    plan.ids.uid_map = vec![
+        IdMap::new(0, 1000, 10).unwrap(),
+        IdMap::new(5, 2000, 1).unwrap(),
+    ];
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::IdMapOverlap { .. })
+    ));
+
+    let mut plan = sample_plan();
+    plan.security.landlock.handled = FsAccess::READ;
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::LandlockUnhandled(_))
+    ));
+}
+
+#[test]
+fn newtypes_are_checked_on_decode() {
+    // An encoded plan whose path was altered to be relative must not decode.
+    let bytes = sample_plan().encode().unwrap();
+    let needle = b"/usr/bin:/bin";
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut bad = bytes.clone();
+    bad[pos] = b'u'; // still valid: env values are free-form
+    assert!(Plan::verify(&bad, &PlanDigest::of_bytes(&bad)).is_ok());
+    let needle = b"/usr";
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut bad = bytes;
+    bad[pos] = b'u'; // the first "/usr" is a mount source: now relative
+    assert!(Plan::verify(&bad, &PlanDigest::of_bytes(&bad)).is_err());
+}
+
+#[test]
+fn frames_round_trip_and_refuse_bad_headers() {
+    let plan = sample_plan().encode().unwrap();
+    let digest = PlanDigest::of_bytes(&plan);
+    let env = Envelope::new(Message::Launch { plan, digest });
+    let frame = encode_frame(&env).unwrap();
+    let (decoded, used) = decode_frame(&frame).unwrap().unwrap();
+    assert_eq!(decoded, env);
+    assert_eq!(used, frame.len());
+    assert!(decode_frame(&frame[..frame.len() - 1]).unwrap().is_none());
+    assert!(decode_frame(&frame[..3]).unwrap().is_none());
+
+    let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
+    assert!(matches!(
+        decode_frame(&huge),
+        Err(WireError::FrameTooLarge(_))
+    ));
+
+    let mut wrong_version = Envelope::new(Message::Hello { version: 9 });
+    wrong_version.version = 9;
+    let frame = encode_frame(&wrong_version).unwrap();
+    assert!(matches!(decode_frame(&frame), Err(WireError::Version(9))));
+
+    let mut wrong_magic = Envelope::new(Message::Signal(15));
+    wrong_magic.magic = *b"XXXX";
+    let frame = encode_frame(&wrong_magic).unwrap();
+    assert!(matches!(decode_frame(&frame), Err(WireError::BadMagic)));
+}
+
+#[test]
+fn exit_status_uses_shell_convention() {
+    assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+    assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode_frame(&bytes);
+        let _ = Plan::verify(&bytes, &PlanDigest::of_bytes(&bytes));
+    }
+
+    #[test]
+    fn mutated_plans_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = sample_plan().encode().unwrap();
+        let len = bytes.len();
+        for (i, b) in flips {
+            bytes[i % len] ^= b;
+        }
+        if let Ok(v) = Plan::verify(&bytes, &PlanDigest::of_bytes(&bytes)) {
+            // Whatever decodes re-encodes to the same bytes: the encoding is canonical.
+            prop_assert_eq!(v.plan().encode().unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn abs_path_round_trips(s in "(/[a-z.]{1,4}){0,4}") {
+        if let Ok(p) = AbsPath::try_from(s.as_str()) {
+            let bytes = bincode::serde::encode_to_vec(&p, crate::codec::CONFIG).unwrap();
+            let back: AbsPath = crate::codec::decode_exact(&bytes).unwrap();
+            prop_assert_eq!(back, p);
+        }
+    }
+}
