@@ -101,6 +101,15 @@ impl FsAccess {
         self.0
     }
 
+    /// Keeps only the known rights of `bits`.
+    pub fn from_bits_truncate(bits: u64) -> FsAccess {
+        FsAccess(bits & Self::ALL.0)
+    }
+
+    pub const fn union_const(self, other: FsAccess) -> FsAccess {
+        FsAccess(self.0 | other.0)
+    }
+
     pub fn union(self, other: FsAccess) -> FsAccess {
         FsAccess(self.0 | other.0)
     }

@@ -1,0 +1,280 @@
+//! Command-line parsing into a [`RunSpec`]: what the user asked for, in
+//! their words, checked only for form. `compile` turns it into a Plan.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use lexopt::prelude::*;
+
+pub const USAGE: &str = "\
+usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
+
+Runs COMMAND in a new sandbox: user, pid, mount, uts, ipc, net (loopback
+only) and cgroup namespaces, a fresh root, no capabilities, no_new_privs,
+seccomp and Landlock.
+
+options:
+  --rootless                 run in-process in a user namespace (the default)
+  --userns MODE              auto: uid 0 inside maps to you (default);
+                             keep-id: keep your uid and gid inside
+  --time-namespace           give the sandbox its own time namespace
+  --rootfs DIR               use DIR as the root instead of host binds
+  --read-only                make the root filesystem read-only
+  --allow-chroot-fallback    chroot if pivot_root is impossible (agent mode)
+  --allow-degraded-security  warn instead of failing when a mechanism is
+                             missing from the kernel (agent mode)
+  -e, --env KEY=VAL|KEY      set a variable (KEY alone: copy it from here)
+  --env-file FILE            read KEY=VAL lines from FILE
+  -w, --workdir DIR          working directory inside (default /)
+  --hostname NAME            hostname inside (default: --name or nucleus)
+  -v, --volume HOST:CTR[:ro|:rw]
+                             bind HOST at CTR (nosuid,nodev)
+  --name NAME                name of the sandbox
+  -t, --tty                  give the command a new pseudo-terminal
+  --timeout SECS             kill the sandbox after SECS seconds (exit 124)
+  -h, --help                 show this help
+
+exit status: the command's; 128+N if killed by signal N; 124 on timeout;
+125 if nucleus failed; 126 if COMMAND cannot be executed; 127 if not found";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNs {
+    /// uid/gid 0 inside map to the caller.
+    Auto,
+    /// The caller's uid/gid inside, mapped to themselves.
+    KeepId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub command: Vec<String>,
+    pub userns: UserNs,
+    pub time_namespace: bool,
+    pub rootfs: Option<PathBuf>,
+    pub read_only: bool,
+    pub allow_chroot_fallback: bool,
+    pub allow_degraded_security: bool,
+    /// `-e` entries in order: (name, value); `None` copies the caller's.
+    pub env: Vec<(String, Option<String>)>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub hostname: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub name: Option<String>,
+    pub tty: bool,
+    pub timeout_secs: Option<u32>,
+}
+
+impl RunSpec {
+    fn new() -> Self {
+        RunSpec {
+            command: Vec::new(),
+            userns: UserNs::Auto,
+            time_namespace: false,
+            rootfs: None,
+            read_only: false,
+            allow_chroot_fallback: false,
+            allow_degraded_security: false,
+            env: Vec::new(),
+            env_files: Vec::new(),
+            workdir: None,
+            hostname: None,
+            volumes: Vec::new(),
+            name: None,
+            tty: false,
+            timeout_secs: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<RunSpec>),
+    Help,
+    Version,
+}
+
+fn string(value: OsString, flag: &str) -> Result<String> {
+    value
+        .into_string()
+        .map_err(|v| anyhow!("{flag} {}: not valid UTF-8", v.to_string_lossy()))
+}
+
+/// Parses a full command line, program name first.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    let mut parser = lexopt::Parser::from_iter(args);
+    match parser.next()? {
+        Some(Value(cmd)) if cmd == "run" => parse_run(parser).map(|s| Command::Run(Box::new(s))),
+        Some(Value(cmd)) if cmd == "help" => Ok(Command::Help),
+        Some(Short('h') | Long("help")) => Ok(Command::Help),
+        Some(Long("version")) => Ok(Command::Version),
+        Some(Value(cmd)) => bail!(
+            "unknown command {:?}: try 'nucleus run -- COMMAND'",
+            cmd.to_string_lossy()
+        ),
+        Some(other) => bail!(
+            "{}: put options after 'run', e.g. 'nucleus run OPTIONS -- COMMAND'",
+            other.unexpected()
+        ),
+        None => bail!("no command given: try 'nucleus run -- COMMAND' or 'nucleus --help'"),
+    }
+}
+
+fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
+    let mut spec = RunSpec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("rootless") => {}
+            Long("userns") => {
+                let v = string(parser.value()?, "--userns")?;
+                spec.userns = match v.as_str() {
+                    "auto" => UserNs::Auto,
+                    "keep-id" => UserNs::KeepId,
+                    _ => bail!("--userns {v}: unknown mode; use auto or keep-id"),
+                };
+            }
+            Long("time-namespace") => spec.time_namespace = true,
+            Long("rootfs") => spec.rootfs = Some(parser.value()?.into()),
+            Long("read-only") => spec.read_only = true,
+            Long("allow-chroot-fallback") => spec.allow_chroot_fallback = true,
+            Long("allow-degraded-security") => spec.allow_degraded_security = true,
+            Short('e') | Long("env") => {
+                let v = string(parser.value()?, "--env")?;
+                spec.env.push(match v.split_once('=') {
+                    Some((k, val)) => (k.to_owned(), Some(val.to_owned())),
+                    None => (v, None),
+                });
+            }
+            Long("env-file") => spec.env_files.push(parser.value()?.into()),
+            Short('w') | Long("workdir") => {
+                spec.workdir = Some(string(parser.value()?, "--workdir")?)
+            }
+            Long("hostname") => spec.hostname = Some(string(parser.value()?, "--hostname")?),
+            Short('v') | Long("volume") => {
+                let v = string(parser.value()?, "--volume")?;
+                spec.volumes.push(parse_volume(&v)?);
+            }
+            Long("name") => spec.name = Some(string(parser.value()?, "--name")?),
+            Short('t') | Long("tty") => spec.tty = true,
+            Long("timeout") => {
+                let v = string(parser.value()?, "--timeout")?;
+                let secs: u32 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    anyhow!("--timeout {v}: expected a whole number of seconds, at least 1")
+                })?;
+                spec.timeout_secs = Some(secs);
+            }
+            Short('h') | Long("help") => bail!("{USAGE}"),
+            Value(first) => {
+                spec.command.push(string(first, "COMMAND")?);
+                for rest in parser.raw_args()? {
+                    spec.command.push(string(rest, "COMMAND")?);
+                }
+            }
+            other => return Err(other.unexpected()).context("see 'nucleus run --help'"),
+        }
+    }
+    if spec.command.is_empty() {
+        bail!("no command given: 'nucleus run [OPTIONS] -- COMMAND [ARGS...]'");
+    }
+    Ok(spec)
+}
+
+/// `HOST:CTR[:ro|:rw]`.
+fn parse_volume(v: &str) -> Result<Volume> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (host, target, read_only) = match parts.as_slice() {
+        [host, target] => (*host, *target, false),
+        [host, target, "ro"] => (*host, *target, true),
+        [host, target, "rw"] => (*host, *target, false),
+        [_, _, opt] => bail!("--volume {v}: unknown option {opt:?}; use ro or rw"),
+        _ => bail!("--volume {v}: expected HOST:CONTAINER[:ro|:rw]"),
+    };
+    if host.is_empty() || target.is_empty() {
+        bail!("--volume {v}: expected HOST:CONTAINER[:ro|:rw] with both paths non-empty");
+    }
+    Ok(Volume {
+        host: host.into(),
+        target: target.to_owned(),
+        read_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<RunSpec> {
+        let mut all = vec![OsString::from("nucleus"), OsString::from("run")];
+        all.extend(args.iter().map(OsString::from));
+        match parse(all)? {
+            Command::Run(spec) => Ok(*spec),
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_options_then_command() {
+        let spec = run(&[
+            "-e",
+            "A=1",
+            "-e",
+            "B",
+            "-v",
+            "/h:/c:ro",
+            "-t",
+            "--timeout",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "echo -e",
+        ])
+        .unwrap();
+        assert_eq!(spec.command, ["sh", "-c", "echo -e"]);
+        assert_eq!(
+            spec.env,
+            [("A".into(), Some("1".into())), ("B".into(), None)]
+        );
+        assert_eq!(
+            spec.volumes,
+            [Volume {
+                host: "/h".into(),
+                target: "/c".into(),
+                read_only: true
+            }]
+        );
+        assert!(spec.tty);
+        assert_eq!(spec.timeout_secs, Some(5));
+    }
+
+    #[test]
+    fn options_stop_at_the_command() {
+        let spec = run(&["ls", "-l", "--tty"]).unwrap();
+        assert_eq!(spec.command, ["ls", "-l", "--tty"]);
+        assert!(!spec.tty);
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        for (args, needle) in [
+            (vec!["--bogus", "true"], "--bogus"),
+            (vec!["--userns", "x", "true"], "--userns"),
+            (vec!["-v", "/a", "true"], "--volume"),
+            (vec!["-v", "/a:/b:zz", "true"], "--volume"),
+            (vec!["--timeout", "0", "true"], "--timeout"),
+            (vec!["--timeout", "x", "true"], "--timeout"),
+            (vec![], "no command"),
+        ] {
+            let err = format!("{:#}", run(&args).unwrap_err());
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

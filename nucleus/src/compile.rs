@@ -1,0 +1,403 @@
+//! RunSpec → Plan: resolve everything on the host, as the caller, into the
+//! exact values the executor applies. Host paths are canonicalized here;
+//! the plan never contains a relative path or a symlink to follow later.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use protocol::{
+    AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
+    LandlockRule, Limits, Mount, Namespaces, NetworkMode, Plan, Process, RootFs, RootSource,
+    SandboxName, Security, Timeout,
+};
+
+use crate::cli::{RunSpec, UserNs};
+use crate::seccomp;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host directories that make up the default root (when they exist): the
+/// programs and libraries, never the user's data.
+const HOST_DIRS: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/nix",
+];
+
+/// What programs need from `/etc`: name resolution, users for `id`, the
+/// dynamic linker cache, TLS roots, time zone. Not shadow, not sudoers, not
+/// ssh keys.
+const HOST_ETC: [&str; 17] = [
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/localtime",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/os-release",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/terminfo",
+];
+
+/// Facts about the caller the plan depends on, gathered once by `main`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub fn compile(spec: &RunSpec, caller: Caller) -> Result<Plan> {
+    let name = spec
+        .name
+        .as_deref()
+        .map(SandboxName::try_from)
+        .transpose()
+        .map_err(|e| anyhow!("--name: {e}"))?;
+    let hostname = match (&spec.hostname, &name) {
+        (Some(h), _) => Hostname::try_from(h.as_str()).map_err(|e| anyhow!("--hostname: {e}"))?,
+        (None, Some(n)) => Hostname::try_from(n.as_str()).unwrap_or(default_hostname()?),
+        (None, None) => default_hostname()?,
+    };
+    let (root, mut mounts) = root_and_mounts(spec)?;
+    let volumes = volumes(spec)?;
+    mounts.extend(volumes.iter().cloned());
+    let cwd = match &spec.workdir {
+        Some(w) => AbsPath::try_from(w.as_str())
+            .map_err(|e| anyhow!("--workdir {w}: {e}; use an absolute path"))?,
+        None => AbsPath::root(),
+    };
+    let plan = Plan {
+        name,
+        hostname,
+        namespaces: Namespaces {
+            time: spec.time_namespace,
+        },
+        ids: ids(spec.userns, caller)?,
+        root: root.clone(),
+        mounts,
+        process: Process {
+            argv: argv(&spec.command)?,
+            env: environment(spec, &root)?,
+            cwd,
+            tty: spec.tty,
+        },
+        limits: Limits {
+            timeout: spec
+                .timeout_secs
+                .map(Timeout::try_from)
+                .transpose()
+                .map_err(|e| anyhow!("--timeout: {e}"))?,
+        },
+        security: Security {
+            seccomp: seccomp::compile(seccomp::DEFAULT_PROFILE)
+                .context("built-in seccomp profile")?,
+            landlock: landlock(&root, &volumes)?,
+            allow_degraded: spec.allow_degraded_security,
+            allow_chroot_fallback: spec.allow_chroot_fallback,
+        },
+        network: NetworkMode::None,
+    };
+    plan.validate().context("the plan is invalid")?;
+    Ok(plan)
+}
+
+fn default_hostname() -> Result<Hostname> {
+    Hostname::try_from("nucleus").map_err(|e| anyhow!("{e}"))
+}
+
+fn abs(p: &str) -> Result<AbsPath> {
+    AbsPath::try_from(p).map_err(|e| anyhow!("{e}"))
+}
+
+fn ids(mode: UserNs, caller: Caller) -> Result<IdMapping> {
+    let (uid, gid) = match mode {
+        UserNs::Auto => (0, 0),
+        UserNs::KeepId => (caller.uid, caller.gid),
+    };
+    Ok(IdMapping {
+        uid_map: vec![IdMap::new(uid, caller.uid, 1)?],
+        gid_map: vec![IdMap::new(gid, caller.gid, 1)?],
+        uid,
+        gid,
+    })
+}
+
+/// The root and the mounts that furnish it.
+fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
+    if let Some(dir) = &spec.rootfs {
+        let canonical =
+            canonical_dir(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
+        let root = RootFs {
+            source: RootSource::Directory(canonical),
+            read_only: spec.read_only,
+        };
+        return Ok((root, Vec::new()));
+    }
+    let mut mounts = Vec::new();
+    for dir in HOST_DIRS {
+        let Ok(meta) = fs::symlink_metadata(dir) else {
+            continue;
+        };
+        let target = abs(dir)?;
+        if meta.file_type().is_symlink() {
+            // Merged /usr: /bin -> usr/bin. Recreate the link, don't follow it.
+            let to = fs::read_link(dir).with_context(|| format!("reading host symlink {dir}"))?;
+            let link_to = to
+                .to_str()
+                .and_then(|s| Arg::try_from(s).ok())
+                .ok_or_else(|| anyhow!("host symlink {dir} has an unusable target"))?;
+            mounts.push(Mount::Symlink { target, link_to });
+        } else if meta.is_dir() {
+            mounts.push(Mount::Bind {
+                source: target.clone(),
+                target,
+                read_only: true,
+            });
+        }
+    }
+    for entry in HOST_ETC {
+        // Follow symlinks on the host (resolv.conf often points into /run)
+        // and bind what they point to.
+        let Ok(real) = fs::canonicalize(entry) else {
+            continue;
+        };
+        let source = real.to_str().and_then(|s| AbsPath::try_from(s).ok());
+        let Some(source) = source else { continue };
+        mounts.push(Mount::Bind {
+            source,
+            target: abs(entry)?,
+            read_only: true,
+        });
+    }
+    // The tmpfs root holds nothing but mount points: always read-only.
+    let root = RootFs {
+        source: RootSource::Tmpfs,
+        read_only: true,
+    };
+    Ok((root, mounts))
+}
+
+fn canonical_dir(dir: &Path) -> Result<AbsPath> {
+    let real = fs::canonicalize(dir).map_err(|e| anyhow!("{e}; give an existing directory"))?;
+    if !real.is_dir() {
+        bail!("{} is not a directory", real.display());
+    }
+    let s = real
+        .to_str()
+        .ok_or_else(|| anyhow!("path is not valid UTF-8"))?;
+    AbsPath::try_from(s).map_err(|e| anyhow!("{e}"))
+}
+
+fn volumes(spec: &RunSpec) -> Result<Vec<Mount>> {
+    spec.volumes
+        .iter()
+        .map(|v| {
+            let flag = || format!("--volume {}:{}", v.host.display(), v.target);
+            let real = fs::canonicalize(&v.host)
+                .map_err(|e| {
+                    anyhow!(
+                        "source {}: {e}; create it first or fix the path",
+                        v.host.display()
+                    )
+                })
+                .with_context(flag)?;
+            let source = real
+                .to_str()
+                .and_then(|s| AbsPath::try_from(s).ok())
+                .ok_or_else(|| anyhow!("source path is not valid UTF-8"))
+                .with_context(flag)?;
+            let target = AbsPath::try_from(v.target.as_str())
+                .map_err(|e| anyhow!("target: {e}; use an absolute path like /data"))
+                .with_context(flag)?;
+            Ok(Mount::Bind {
+                source,
+                target,
+                read_only: v.read_only,
+            })
+        })
+        .collect()
+}
+
+fn argv(command: &[String]) -> Result<Argv> {
+    let args = command
+        .iter()
+        .map(|a| Arg::try_from(a.as_str()).map_err(|e| anyhow!("COMMAND argument: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    Argv::try_from(args).map_err(|e| anyhow!("{e}"))
+}
+
+/// A clean environment: nothing leaks from the caller unless asked for.
+fn environment(spec: &RunSpec, root: &RootFs) -> Result<BTreeMap<EnvName, Arg>> {
+    let mut vars: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
+    let home = match &root.source {
+        RootSource::Directory(dir) if Path::new(dir.as_str()).join("root").is_dir() => "/root",
+        _ => "/tmp",
+    };
+    vars.push(("HOME".into(), home.into()));
+    if spec.tty {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+        vars.push(("TERM".into(), term));
+    }
+    for file in &spec.env_files {
+        let text =
+            fs::read_to_string(file).map_err(|e| anyhow!("--env-file {}: {e}", file.display()))?;
+        vars.extend(
+            parse_env_file(&text).with_context(|| format!("--env-file {}", file.display()))?,
+        );
+    }
+    for (k, v) in &spec.env {
+        let value = match v {
+            Some(v) => v.clone(),
+            None => std::env::var(k).map_err(|_| {
+                anyhow!("--env {k}: not set in the calling environment; use --env {k}=VALUE")
+            })?,
+        };
+        vars.push((k.clone(), value));
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in vars {
+        let name = EnvName::try_from(k.as_str()).map_err(|e| anyhow!("--env {k}: {e}"))?;
+        let value = Arg::try_from(v).map_err(|e| anyhow!("--env {k}: {e}"))?;
+        env.insert(name, value);
+    }
+    Ok(env)
+}
+
+/// `KEY=VAL` per line; blank lines and `#` comments are skipped.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow!("line {}: expected KEY=VALUE, got {line:?}", n + 1))?;
+        vars.push((k.trim().to_owned(), v.to_owned()));
+    }
+    Ok(vars)
+}
+
+/// Read and execute everywhere; write only where the sandbox owns the
+/// data: `/tmp`, `/dev/shm`, writable volumes, and the root itself when the
+/// user gave a writable `--rootfs`. Device files and `/proc` may be written
+/// (a terminal, `/dev/null`, `/proc/self/...`) but nothing created there.
+fn landlock(root: &RootFs, volumes: &[Mount]) -> Result<LandlockPolicy> {
+    let rw = FsAccess::READ_EXECUTE.union(FsAccess::WRITE);
+    let file_write = FsAccess::READ
+        .union(FsAccess::WRITE_FILE)
+        .union(FsAccess::TRUNCATE);
+    let root_access = match (&root.source, root.read_only) {
+        (RootSource::Directory(_), false) => rw,
+        _ => FsAccess::READ_EXECUTE,
+    };
+    let mut rules = vec![
+        LandlockRule {
+            path: AbsPath::root(),
+            access: root_access,
+        },
+        LandlockRule {
+            path: abs("/tmp")?,
+            access: rw,
+        },
+        LandlockRule {
+            path: abs("/dev")?,
+            access: file_write.union(FsAccess::IOCTL_DEV),
+        },
+        LandlockRule {
+            path: abs("/dev/shm")?,
+            access: rw,
+        },
+        LandlockRule {
+            path: abs("/proc")?,
+            access: file_write,
+        },
+    ];
+    for v in volumes {
+        if let Mount::Bind {
+            target,
+            read_only: false,
+            ..
+        } = v
+        {
+            rules.push(LandlockRule {
+                path: target.clone(),
+                access: rw,
+            });
+        }
+    }
+    Ok(LandlockPolicy {
+        handled: FsAccess::ALL,
+        rules,
+        enforcement: Enforcement::BestAbi,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_lines() {
+        let vars = parse_env_file("# c\n\nA=1\nB = x=y\n").unwrap();
+        assert_eq!(
+            vars,
+            [("A".into(), "1".into()), ("B".into(), " x=y".into())]
+        );
+        let err = parse_env_file("A=1\nNOEQUALS\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn keep_id_maps_the_caller_to_itself() {
+        let caller = Caller {
+            uid: 1000,
+            gid: 100,
+        };
+        let ids = ids(UserNs::KeepId, caller).unwrap();
+        assert_eq!((ids.uid, ids.gid), (1000, 100));
+        assert_eq!(ids.uid_map[0].outside(), 1000);
+        let ids = super::ids(UserNs::Auto, caller).unwrap();
+        assert_eq!(
+            (ids.uid, ids.uid_map[0].inside(), ids.uid_map[0].outside()),
+            (0, 0, 1000)
+        );
+    }
+
+    #[test]
+    fn landlock_grants_write_only_where_owned() {
+        let root = RootFs {
+            source: RootSource::Tmpfs,
+            read_only: true,
+        };
+        let vols = vec![
+            Mount::Bind {
+                source: abs("/srv/a").unwrap(),
+                target: abs("/a").unwrap(),
+                read_only: false,
+            },
+            Mount::Bind {
+                source: abs("/srv/b").unwrap(),
+                target: abs("/b").unwrap(),
+                read_only: true,
+            },
+        ];
+        let policy = landlock(&root, &vols).unwrap();
+        let writable: Vec<&str> = policy
+            .rules
+            .iter()
+            .filter(|r| r.access.bits() & FsAccess::MAKE_REG.bits() != 0)
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(writable, ["/tmp", "/dev/shm", "/a"]);
+    }
+}

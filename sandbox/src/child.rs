@@ -1,0 +1,155 @@
+//! The sandbox side of the fork: runs as PID 1 of the new namespaces, sets
+//! everything up in a fixed order, and execs the workload.
+//!
+//! The order is the security argument, so it lives in one function:
+//! 1. wait for the parent to write the id maps (until then we have no ids);
+//! 2. hostname, mounts and pivot_root, loopback: these need CAP_SYS_ADMIN
+//!    and CAP_NET_ADMIN in the new user namespace;
+//! 3. the workload's uid/gid, cwd (checked to be inside the new root) and
+//!    terminal;
+//! 4. capabilities dropped from every set: from here on nothing can undo
+//!    the mounts;
+//! 5. no_new_privs: required by Landlock and seccomp for unprivileged use,
+//!    and stops setuid files from granting anything;
+//! 6. Landlock, whose rule paths must still be opened;
+//! 7. every inherited descriptor closed except the error pipe (close-on-exec);
+//! 8. seccomp last, so the filter does not have to allow the setup's own
+//!    system calls (mount, landlock_*, prctl ...), then execve.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use protocol::Plan;
+
+use crate::error::Error;
+use crate::{caps, exec, landlock, rootfs, sys};
+
+/// Tags of the messages on the error pipe, child to parent.
+pub(crate) const REPORT_SETUP: u8 = b'S';
+pub(crate) const REPORT_EXEC: u8 = b'X';
+
+pub(crate) struct Setup<'a> {
+    pub plan: &'a Plan,
+    /// Read end of the go-ahead pipe: one byte once the maps are written,
+    /// EOF if the parent died.
+    pub go: OwnedFd,
+    /// Write end of the error pipe; close-on-exec, so a successful execve
+    /// closes it and the parent reads EOF.
+    pub report: OwnedFd,
+    /// The pty slave when the workload gets a terminal.
+    pub tty: Option<OwnedFd>,
+}
+
+/// Never returns: execs the workload or exits with status 125/126/127
+/// after reporting why.
+pub(crate) fn run(setup: Setup<'_>) -> ! {
+    let mut report = std::fs::File::from(setup.report);
+    let Err(failure) = setup_and_exec(setup.plan, setup.go, setup.tty, report.as_raw_fd());
+    let (tag, code, text) = match failure {
+        Error::Exec { source, program } => {
+            let code = if source.raw_os_error() == Some(libc::ENOENT) {
+                127
+            } else {
+                126
+            };
+            let errno = source.raw_os_error().unwrap_or(0);
+            (REPORT_EXEC, code, format!("{errno}:{program}"))
+        }
+        other => (REPORT_SETUP, 125, other.to_string()),
+    };
+    let mut msg = vec![tag];
+    msg.extend_from_slice(text.as_bytes());
+    // Nothing else can be done if the parent is gone.
+    let _ = report.write_all(&msg);
+    sys::exit_now(code)
+}
+
+fn setup_and_exec(
+    plan: &Plan,
+    go: OwnedFd,
+    tty: Option<OwnedFd>,
+    report_fd: i32,
+) -> Result<Infallible, Error> {
+    use crate::error::Context;
+
+    // Signal state is inherited across fork and exec: start clean.
+    sys::reset_signal_dispositions();
+    sys::sigprocmask(libc::SIG_SETMASK, &sys::signal_set(&[]))
+        .step(|| "resetting the signal mask".into())?;
+    // The sandbox dies with its parent, even if the parent is SIGKILLed.
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .step(|| "setting the parent-death signal".into())?;
+    let mut byte = [0u8; 1];
+    let n = std::fs::File::from(go)
+        .read(&mut byte)
+        .step(|| "waiting for the id maps".into())?;
+    if n == 0 {
+        // The parent exited before writing the maps; nobody is waiting for us.
+        sys::exit_now(125);
+    }
+
+    sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
+    let steps = crate::mounts::steps(plan);
+    let confinement = rootfs::build_and_enter(&steps, plan.security.allow_chroot_fallback)?;
+    if confinement == rootfs::Confinement::Chroot {
+        eprintln!(
+            "nucleus: warning: pivot_root failed; confined with chroot (--allow-chroot-fallback)"
+        );
+    }
+    sys::loopback_up().step(|| "bringing up the loopback interface".into())?;
+
+    sys::setresid(plan.ids.uid, plan.ids.gid)
+        .step(|| format!("switching to uid {} gid {}", plan.ids.uid, plan.ids.gid))?;
+    let cwd = plan.process.cwd.as_str();
+    std::env::set_current_dir(cwd).step(|| format!("changing to working directory {cwd}"))?;
+    // A descriptor leaked from the host could make the cwd a host directory
+    // (CVE-2024-21626); getcwd reports such a directory as unreachable.
+    let actual = std::env::current_dir().step(|| "reading the working directory".into())?;
+    if actual.as_os_str() != cwd {
+        return Err(Error::Setup {
+            step: format!(
+                "working directory {cwd} resolved outside the sandbox root ({})",
+                actual.display()
+            ),
+            source: std::io::Error::from_raw_os_error(libc::EXDEV),
+        });
+    }
+    attach_stdio(tty)?;
+
+    let prepared = exec::prepare(&plan.process).map_err(|source| Error::Exec {
+        program: plan.process.argv.program().to_string(),
+        source,
+    })?;
+
+    caps::drop_all()?;
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).step(|| "setting no_new_privs".into())?;
+    landlock::restrict_self(&plan.security.landlock, plan.security.allow_degraded)?;
+    let report_fd = report_fd as u32;
+    sys::close_range(3, report_fd - 1).step(|| "closing inherited descriptors".into())?;
+    sys::close_range(report_fd + 1, u32::MAX).step(|| "closing inherited descriptors".into())?;
+    sys::seccomp_install(plan.security.seccomp.instructions())
+        .step(|| "installing the seccomp filter".into())?;
+
+    let source = sys::execve(&prepared.program, &prepared.argv, &prepared.envp);
+    Err(Error::Exec {
+        program: plan.process.argv.program().to_string(),
+        source,
+    })
+}
+
+/// A new session always: the workload must not share the caller's
+/// controlling terminal (TIOCSTI and job-control signals reach through it).
+/// With a pty, the slave becomes the controlling terminal and stdio.
+fn attach_stdio(tty: Option<OwnedFd>) -> Result<(), Error> {
+    use crate::error::Context;
+
+    sys::setsid_with_ctty(tty.as_ref().map(|t| t.as_fd()))
+        .step(|| "starting a new session".into())?;
+    if let Some(tty) = tty {
+        for fd in 0..3 {
+            sys::dup2(tty.as_fd(), fd).step(|| "attaching the terminal".into())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! User-namespace id maps, written by the parent for the child.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use protocol::{IdMap, IdMapping};
+
+use crate::error::{Context, Error};
+
+/// The text the kernel expects in `uid_map`/`gid_map`.
+pub fn map_text(maps: &[IdMap]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.inside(), m.outside(), m.count()))
+        .collect()
+}
+
+/// Writes the maps of process `pid` under `proc_root` (normally `/proc`).
+/// setgroups is denied first: the kernel requires it before an unprivileged
+/// gid map, and the workload never needs to change its groups.
+pub fn write(proc_root: &Path, pid: libc::pid_t, ids: &IdMapping) -> Result<(), Error> {
+    let dir = proc_root.join(pid.to_string());
+    let write = |file: &str, text: &str| -> Result<(), Error> {
+        fs::write(dir.join(file), text).step(|| format!("writing {file} of the sandbox"))
+    };
+    match fs::write(dir.join("setgroups"), "deny") {
+        Ok(()) => {}
+        // Older kernels have no setgroups file: nothing to deny there.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).step(|| "writing setgroups of the sandbox".into()),
+    }
+    write("uid_map", &map_text(&ids.uid_map))?;
+    write("gid_map", &map_text(&ids.gid_map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_text_is_one_line_per_range() {
+        let maps = [
+            IdMap::new(0, 1000, 1).unwrap(),
+            IdMap::new(1, 100000, 65536).unwrap(),
+        ];
+        assert_eq!(map_text(&maps), "0 1000 1\n1 100000 65536\n");
+    }
+
+    #[test]
+    fn writes_setgroups_before_maps() {
+        let dir = std::env::temp_dir().join(format!("nucleus-idmap-{}", std::process::id()));
+        let proc_dir = dir.join("42");
+        fs::create_dir_all(&proc_dir).unwrap();
+        let ids = IdMapping {
+            uid_map: vec![IdMap::new(0, 1000, 1).unwrap()],
+            gid_map: vec![IdMap::new(0, 100, 1).unwrap()],
+            uid: 0,
+            gid: 0,
+        };
+        write(&dir, 42, &ids).unwrap();
+        assert_eq!(
+            fs::read_to_string(proc_dir.join("setgroups")).unwrap(),
+            "deny"
+        );
+        assert_eq!(
+            fs::read_to_string(proc_dir.join("uid_map")).unwrap(),
+            "0 1000 1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(proc_dir.join("gid_map")).unwrap(),
+            "0 100 1\n"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

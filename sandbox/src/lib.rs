@@ -1,0 +1,47 @@
+//! The Linux mechanics of a Nucleus sandbox: namespaces, id maps, the root
+//! filesystem and pivot_root, capabilities, no_new_privs, Landlock, seccomp,
+//! the terminal and the supervision of the workload. One module per
+//! mechanism; each applies its part of a [`protocol::Plan`] and decides
+//! nothing the plan does not say.
+//!
+//! Trust level: used by the unprivileged front end (rootless: everything
+//! happens inside a user namespace the caller owns) and by the privileged
+//! helper for other users' plans. It must therefore never resolve a plan
+//! path outside the sandbox's root or with more authority than the plan's
+//! owner has. All `unsafe` lives in [`sys`]. This crate never installs a
+//! logger; it emits `tracing` events.
+
+mod caps;
+mod child;
+mod error;
+mod exec;
+mod idmap;
+mod landlock;
+pub mod mounts;
+mod pty;
+mod rootfs;
+mod supervise;
+mod sys;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::Error;
+pub use idmap::map_text;
+pub use landlock::supported as landlock_supported_access;
+pub use supervise::{run, Outcome};
+
+/// The Landlock ABI of the running kernel, or `None` without Landlock.
+pub fn landlock_abi() -> Option<u32> {
+    sys::landlock_abi().ok()
+}
+
+/// The calling process's real uid and gid.
+pub fn caller_ids() -> (u32, u32) {
+    (sys::getuid(), sys::getgid())
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: i32) -> bool {
+    sys::isatty(fd)
+}

@@ -1,0 +1,350 @@
+//! Applying the mount steps: build the new root at a staging point inside
+//! the sandbox's private mount namespace, then pivot into it.
+//!
+//! Every target is resolved with `openat2(RESOLVE_IN_ROOT)` relative to the
+//! new root and mounted through `/proc/self/fd/N`, so a symlink inside a
+//! root filesystem can never redirect a mount onto the host. Host sources
+//! are opened before the staging mount exists, so the staging point cannot
+//! shadow them.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use protocol::{AbsPath, RootSource};
+
+use crate::error::{Context, Error};
+use crate::mounts::Step;
+use crate::sys;
+
+/// Where the new root is assembled. Any directory works: the mount only
+/// exists in the sandbox's own mount namespace and the host sources were
+/// opened before it appeared.
+const STAGING: &str = "/tmp";
+
+/// How the process ended up confined to the new root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confinement {
+    PivotRoot,
+    /// pivot_root failed and the plan allowed falling back to chroot.
+    Chroot,
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn fd_path(fd: &impl AsRawFd) -> io::Result<CString> {
+    cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn open_path(path: &str) -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(file.into())
+}
+
+/// Builds the root described by `steps` and confines the process to it.
+/// Must run in a new mount namespace with CAP_SYS_ADMIN over it.
+pub fn build_and_enter(steps: &[Step], allow_chroot_fallback: bool) -> Result<Confinement, Error> {
+    // Nothing we mount may propagate back to the host's namespace.
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .step(|| "making / private".into())?;
+    let mut sources = HashMap::new();
+    for src in crate::mounts::host_sources(steps) {
+        let fd = open_path(src.as_str()).step(|| format!("opening host path {src}"))?;
+        sources.insert(src, fd);
+    }
+    let mut root: Option<OwnedFd> = None;
+    for step in steps {
+        match (step, &root) {
+            (Step::Root(source), _) => root = Some(mount_root(source, &sources)?),
+            (step, Some(root)) => apply(step, root, &sources)?,
+            (_, None) => {
+                return Err(Error::Setup {
+                    step: "mount steps".into(),
+                    source: io::Error::from_raw_os_error(libc::EINVAL),
+                })
+            }
+        }
+    }
+    drop(sources);
+    enter(allow_chroot_fallback)
+}
+
+fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Result<OwnedFd, Error> {
+    let staging = cstr(STAGING).step(|| "staging path".into())?;
+    match source {
+        RootSource::Tmpfs => sys::mount(
+            Some(c"tmpfs"),
+            &staging,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(c"mode=0755,size=1m"),
+        )
+        .step(|| "mounting the root tmpfs".into())?,
+        RootSource::Directory(dir) => {
+            let src = source_fd(sources, dir)?;
+            let src_path = fd_path(src).step(|| format!("rootfs {dir}"))?;
+            sys::mount(
+                Some(&src_path),
+                &staging,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .step(|| format!("binding rootfs {dir}"))?;
+        }
+    }
+    let root = open_path(STAGING).step(|| "opening the new root".into())?;
+    sys::mount_setattr(
+        root.as_fd(),
+        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+        true,
+    )
+    .step(|| "setting nosuid,nodev on the root".into())?;
+    Ok(root)
+}
+
+fn source_fd<'a>(
+    sources: &'a HashMap<AbsPath, OwnedFd>,
+    path: &AbsPath,
+) -> Result<&'a OwnedFd, Error> {
+    sources.get(path).ok_or_else(|| Error::Setup {
+        step: format!("host path {path} was not opened"),
+        source: io::Error::from_raw_os_error(libc::ENOENT),
+    })
+}
+
+fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Result<(), Error> {
+    match step {
+        Step::Root(_) => Ok(()),
+        Step::Bind {
+            source,
+            target,
+            read_only,
+        } => {
+            let src = source_fd(sources, source)?;
+            let attrs = sys::MOUNT_ATTR_NOSUID
+                | sys::MOUNT_ATTR_NODEV
+                | if *read_only {
+                    sys::MOUNT_ATTR_RDONLY
+                } else {
+                    0
+                };
+            bind(root, src, target, attrs).step(|| format!("binding {source} to {target}"))
+        }
+        Step::DevNode(node) => {
+            let source = format!("/dev/{node}");
+            let path = AbsPath::try_from(source.as_str()).map_err(|e| Error::Setup {
+                step: format!("device {source}: {e}"),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
+            let src = source_fd(sources, &path)?;
+            bind(
+                root,
+                src,
+                &path,
+                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+            )
+            .step(|| format!("binding device {source}"))
+        }
+        Step::Tmpfs {
+            target,
+            size_bytes,
+            mode,
+            noexec,
+        } => {
+            let flags =
+                libc::MS_NOSUID | libc::MS_NODEV | if *noexec { libc::MS_NOEXEC } else { 0 };
+            let data = format!("mode={mode:o},size={size_bytes}");
+            fs_mount(root, target, c"tmpfs", flags, &data)
+                .step(|| format!("mounting tmpfs on {target}"))
+        }
+        Step::Symlink { target, link_to } => symlink(root, target, link_to)
+            .step(|| format!("creating symlink {target} -> {link_to}")),
+        Step::Proc => fs_mount(
+            root,
+            &abs("/proc")?,
+            c"proc",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            "",
+        )
+        .step(|| "mounting /proc".into()),
+        Step::Sysfs => fs_mount(
+            root,
+            &abs("/sys")?,
+            c"sysfs",
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            "",
+        )
+        .step(|| "mounting /sys".into()),
+        Step::Devpts => fs_mount(
+            root,
+            &abs("/dev/pts")?,
+            c"devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )
+        .step(|| "mounting /dev/pts".into()),
+        Step::Mask(path) => mask(root, path).step(|| format!("masking {path}")),
+        Step::ReadOnly(path) => read_only(root, path).step(|| format!("making {path} read-only")),
+        Step::SealMount(path) => {
+            let fd = sys::open_in_root(
+                root.as_fd(),
+                &cstr(path.relative()).step(|| path.to_string())?,
+                libc::O_PATH,
+            )
+            .step(|| format!("opening {path}"))?;
+            sys::mount_setattr(fd.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
+                .step(|| format!("making {path} read-only"))
+        }
+        Step::SealRoot => sys::mount_setattr(root.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
+            .step(|| "making the root read-only".into()),
+    }
+}
+
+fn abs(p: &str) -> Result<AbsPath, Error> {
+    AbsPath::try_from(p).map_err(|e| Error::Setup {
+        step: e.to_string(),
+        source: io::Error::from_raw_os_error(libc::EINVAL),
+    })
+}
+
+fn open_in(root: &OwnedFd, path: &AbsPath) -> io::Result<OwnedFd> {
+    sys::open_in_root(root.as_fd(), &cstr(path.relative())?, libc::O_PATH)
+}
+
+/// Opens `path` inside `root`, creating it (and missing parents as
+/// directories) when absent: a directory, or an empty file if `file`.
+fn ensure(root: &OwnedFd, path: &AbsPath, file: bool) -> io::Result<OwnedFd> {
+    match open_in(root, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        other => return other,
+    }
+    let parent_path = path
+        .parent()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent = ensure(root, &parent_path, false)?;
+    let name = cstr(path.components().last().unwrap_or("."))?;
+    let created = if file {
+        sys::create_file_at(parent.as_fd(), &name)
+    } else {
+        sys::mkdirat(parent.as_fd(), &name, 0o755)
+    };
+    match created {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+        _ => {}
+    }
+    open_in(root, path)
+}
+
+fn bind(root: &OwnedFd, source: &OwnedFd, target: &AbsPath, attrs: u64) -> io::Result<()> {
+    let is_dir = sys::fstat(source.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let target_fd = ensure(root, target, !is_dir)?;
+    sys::mount(
+        Some(&fd_path(source)?),
+        &fd_path(&target_fd)?,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    // Reopen: the old descriptor names the covered directory, not the new mount.
+    let mounted = open_in(root, target)?;
+    sys::mount_setattr(mounted.as_fd(), attrs, true)
+}
+
+fn fs_mount(
+    root: &OwnedFd,
+    target: &AbsPath,
+    fstype: &std::ffi::CStr,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let target_fd = ensure(root, target, false)?;
+    let data = cstr(data)?;
+    sys::mount(
+        Some(fstype),
+        &fd_path(&target_fd)?,
+        Some(fstype),
+        flags,
+        Some(&data),
+    )
+}
+
+fn symlink(root: &OwnedFd, target: &AbsPath, link_to: &str) -> io::Result<()> {
+    let parent_path = target
+        .parent()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent = ensure(root, &parent_path, false)?;
+    let name = cstr(target.components().last().unwrap_or("."))?;
+    sys::symlinkat(&cstr(link_to)?, parent.as_fd(), &name)
+}
+
+fn mask(root: &OwnedFd, path: &AbsPath) -> io::Result<()> {
+    let fd = match open_in(root, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        other => other?,
+    };
+    let target = fd_path(&fd)?;
+    if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        sys::mount(
+            Some(c"tmpfs"),
+            &target,
+            Some(c"tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some(c"size=0,mode=0555"),
+        )
+    } else {
+        let null = open_in(
+            root,
+            &AbsPath::try_from("/dev/null")
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        )?;
+        sys::mount(Some(&fd_path(&null)?), &target, None, libc::MS_BIND, None)
+    }
+}
+
+fn read_only(root: &OwnedFd, path: &AbsPath) -> io::Result<()> {
+    let fd = match open_in(root, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        other => other?,
+    };
+    let p = fd_path(&fd)?;
+    sys::mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let mounted = open_in(root, path)?;
+    let attrs = sys::MOUNT_ATTR_RDONLY
+        | sys::MOUNT_ATTR_NOSUID
+        | sys::MOUNT_ATTR_NODEV
+        | sys::MOUNT_ATTR_NOEXEC;
+    sys::mount_setattr(mounted.as_fd(), attrs, true)
+}
+
+/// pivot_root into the staging mount and detach the old root, so no path
+/// from the host remains reachable. `pivot_root(".", ".")` stacks the old
+/// root on top of the new one, and the lazy unmount then removes it.
+fn enter(allow_chroot_fallback: bool) -> Result<Confinement, Error> {
+    std::env::set_current_dir(STAGING).step(|| "entering the new root".into())?;
+    match sys::pivot_root_here() {
+        Ok(()) => {
+            sys::umount_detach(c".").step(|| "detaching the old root".into())?;
+            std::env::set_current_dir("/").step(|| "chdir to the new root".into())?;
+            Ok(Confinement::PivotRoot)
+        }
+        Err(e) if allow_chroot_fallback => {
+            tracing::warn!(error = %e, "pivot_root failed; falling back to chroot as allowed");
+            sys::chroot(c".").step(|| "chroot into the new root".into())?;
+            std::env::set_current_dir("/").step(|| "chdir to the new root".into())?;
+            Ok(Confinement::Chroot)
+        }
+        Err(e) => Err(Error::Setup {
+            step: "pivot_root into the new root (pass --allow-chroot-fallback in agent mode to chroot instead)".into(),
+            source: e,
+        }),
+    }
+}

@@ -1,0 +1,210 @@
+//! The caller's side of the fork: create the namespaces, write the id maps,
+//! learn whether setup and exec succeeded, then relay signals (and the
+//! terminal) until the workload exits or its time runs out.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use protocol::{ExitStatus, Plan};
+
+use crate::error::{Context, Error};
+use crate::pty::Relay;
+use crate::{child, idmap, sys};
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// The plan's timeout expired and the sandbox was killed.
+    pub timed_out: bool,
+}
+
+/// Signals the caller receives and passes on to the workload.
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+fn namespace_flags(plan: &Plan) -> u64 {
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP;
+    if plan.namespaces.time {
+        flags |= libc::CLONE_NEWTIME;
+    }
+    flags as u64
+}
+
+/// Runs `plan` to completion. The calling process must be single-threaded.
+pub fn run(plan: &Plan) -> Result<Outcome, Error> {
+    let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
+    let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
+    let pty = if plan.process.tty {
+        Some(sys::open_pty().step(|| "allocating a pseudo-terminal".into())?)
+    } else {
+        None
+    };
+    let mut watched = FORWARDED.to_vec();
+    watched.push(libc::SIGWINCH);
+    let mask = sys::signal_set(&watched);
+    // Blocked before the fork so no signal is lost; the child unblocks.
+    sys::sigprocmask(libc::SIG_BLOCK, &mask).step(|| "blocking signals".into())?;
+    let signals = sys::signalfd(&mask).step(|| "creating a signalfd".into())?;
+
+    let (master, slave) = match pty {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
+    let (pid, pidfd) = match sys::fork_into_namespaces(namespace_flags(plan))
+        .step(|| "creating the sandbox namespaces".into())?
+    {
+        sys::Forked::Child => {
+            drop((go_write, report_read, signals, master));
+            child::run(child::Setup {
+                plan,
+                go: go_read,
+                report: report_write,
+                tty: slave,
+            })
+        }
+        sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop((go_read, report_write, slave));
+
+    let started = (|| {
+        idmap::write(Path::new("/proc"), pid, &plan.ids)?;
+        let mut go = std::fs::File::from(go_write);
+        go.write_all(b"1")
+            .step(|| "signalling the sandbox".into())?;
+        drop(go);
+        read_report(report_read)
+    })();
+    if let Err(e) = started {
+        // Setup failed: the child has exited or is killed now, and is reaped
+        // so nothing is left behind.
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::wait_pidfd(pidfd.as_fd());
+        return Err(e);
+    }
+
+    let relay = match master {
+        Some(master) => Some(Relay::start(master)?),
+        None => None,
+    };
+    supervise(plan, pidfd, signals, relay)
+}
+
+/// EOF without a message means execve succeeded.
+fn read_report(report: OwnedFd) -> Result<(), Error> {
+    let mut msg = Vec::new();
+    std::fs::File::from(report)
+        .read_to_end(&mut msg)
+        .step(|| "reading the sandbox's setup report".into())?;
+    let Some((&tag, text)) = msg.split_first() else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(text).into_owned();
+    if tag == child::REPORT_EXEC {
+        let (errno, program) = text.split_once(':').unwrap_or(("0", &text));
+        return Err(Error::Exec {
+            program: program.to_owned(),
+            source: io::Error::from_raw_os_error(errno.parse().unwrap_or(0)),
+        });
+    }
+    Err(Error::Child(text))
+}
+
+fn supervise(
+    plan: &Plan,
+    pidfd: OwnedFd,
+    signals: OwnedFd,
+    mut relay: Option<Relay>,
+) -> Result<Outcome, Error> {
+    let deadline = plan
+        .limits
+        .timeout
+        .map(|t| Instant::now() + Duration::from_secs(u64::from(t.secs())));
+    let mut timed_out = false;
+    let mut terminations = 0;
+    loop {
+        let timeout_ms = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+            }
+            None => -1,
+        };
+        let mut fds = vec![pollin(pidfd.as_fd()), pollin(signals.as_fd())];
+        if let Some(relay) = &relay {
+            fds.extend(relay.poll_fds());
+        }
+        let ready = match sys::poll(&mut fds, timeout_ms) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other.step(|| "waiting for the sandbox".into())?,
+        };
+        if ready == 0 && deadline.is_some_and(|d| Instant::now() >= d) && !timed_out {
+            let secs = plan.limits.timeout.map_or(0, |t| t.secs());
+            eprintln!("nucleus: timeout: killing the sandbox after {secs} s");
+            timed_out = true;
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            continue;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            let sig = sys::read_signal(signals.as_fd()).step(|| "reading a signal".into())?;
+            terminations += handle_signal(sig, terminations, pidfd.as_fd(), relay.as_ref());
+        }
+        if let Some(r) = relay.as_mut() {
+            r.pump(&fds[2..]);
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            break;
+        }
+    }
+    if let Some(r) = relay.as_mut() {
+        r.drain();
+    }
+    drop(relay);
+    let status = match sys::wait_pidfd(pidfd.as_fd()).step(|| "reaping the sandbox".into())? {
+        sys::WaitStatus::Exited(code) => ExitStatus::Code(code as u8),
+        sys::WaitStatus::Signaled(sig) => ExitStatus::Signal(sig as u8),
+    };
+    Ok(Outcome { status, timed_out })
+}
+
+/// Passes a signal on. The workload is PID 1 of its namespace, where the
+/// kernel drops signals it has no handler for; a second SIGINT or SIGTERM
+/// therefore escalates to SIGKILL so the user can always stop it.
+/// Returns 1 if `sig` counts as a termination request.
+fn handle_signal(
+    sig: libc::c_int,
+    earlier: u32,
+    pidfd: BorrowedFd<'_>,
+    relay: Option<&Relay>,
+) -> u32 {
+    if sig == libc::SIGWINCH {
+        if let Some(relay) = relay {
+            relay.resize();
+        }
+        return 0;
+    }
+    let terminating = sig == libc::SIGINT || sig == libc::SIGTERM;
+    let sent = if terminating && earlier > 0 {
+        libc::SIGKILL
+    } else {
+        sig
+    };
+    // The sandbox may already be gone; the exit is reported by the pidfd.
+    let _ = sys::pidfd_send_signal(pidfd, sent);
+    u32::from(terminating)
+}
+
+fn pollin(fd: BorrowedFd<'_>) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
