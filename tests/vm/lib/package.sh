@@ -20,7 +20,7 @@ PKG_POLKIT_ACTIONS=/usr/share/polkit-1/actions
 PKG_EXAMPLES=/usr/share/doc/nucleus/examples
 
 pkg_install_binaries() {
-  local dir=$1 files=()
+  local dir=$1 files=() file
   mapfile -t files < <(find "$dir" -maxdepth 1 -type f -perm -u+x 2>/dev/null | sort)
   if [[ ${#files[@]} == 0 ]]; then
     echo "  note  no binaries staged in $dir (no Cargo workspace yet, or VM_SKIP_BUILD=1)"
@@ -28,6 +28,25 @@ pkg_install_binaries() {
   fi
   t_status "install ${#files[@]} binaries to /usr/bin: $(basename -a "${files[@]}" | tr '\n' ' ')" \
     0 install -m 0755 -t /usr/bin "${files[@]}"
+  for file in "${files[@]}"; do
+    t_status "$(basename "$file"): every shared library it needs is in the guest" \
+      0 pkg_libs_resolve "/usr/bin/$(basename "$file")"
+  done
+}
+
+# Succeed for a static binary or one whose libraries all resolve; print the
+# missing ones otherwise.
+pkg_libs_resolve() {
+  local out
+  if ! out=$(ldd "$1" 2>&1); then
+    [[ $out == *"not a dynamic executable"* ]] && return 0
+    printf '%s\n' "$out"
+    return 1
+  fi
+  if grep -q 'not found' <<< "$out"; then
+    grep 'not found' <<< "$out"
+    return 1
+  fi
 }
 
 pkg_install_polkit() {
