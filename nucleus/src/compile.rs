@@ -97,8 +97,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<Plan> {
                 .map_err(|e| anyhow!("--timeout: {e}"))?,
         },
         security: Security {
-            seccomp: seccomp::compile(seccomp::DEFAULT_PROFILE)
-                .context("built-in seccomp profile")?,
+            seccomp: seccomp::default_program()?,
             landlock: landlock(&root, &volumes)?,
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,

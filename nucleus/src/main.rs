@@ -9,6 +9,8 @@
 mod cli;
 mod compile;
 mod seccomp;
+#[cfg(test)]
+mod seccomp_oci;
 
 use std::process::ExitCode;
 

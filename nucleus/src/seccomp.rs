@@ -1,164 +1,18 @@
-//! OCI seccomp profiles (JSON) compiled to BPF with libseccomp. The plan
-//! carries only the compiled program; nothing past the front end parses
-//! a profile.
+//! Seccomp programs for the plan. The default profile
+//! (`config/seccomp-default.json`) is compiled by the build script with
+//! libseccomp and embedded as BPF, so the shipped file and the built-in
+//! default cannot drift apart and starting a sandbox compiles nothing.
 
-use std::io::Read;
-
-use anyhow::{bail, Context, Result};
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use anyhow::{Context, Result};
 use protocol::{SeccompProgram, SockFilter};
-use serde::Deserialize;
 
-/// The default profile, embedded from `config/` so the shipped file and
-/// the built-in default cannot drift apart.
-pub const DEFAULT_PROFILE: &str = include_str!("../../config/seccomp-default.json");
+const DEFAULT_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-default.bpf"));
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Profile {
-    #[serde(default, rename = "comment")]
-    _comment: Option<String>,
-    default_action: String,
-    #[serde(default)]
-    default_errno_ret: Option<u16>,
-    #[serde(default)]
-    architectures: Vec<String>,
-    #[serde(default)]
-    syscalls: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Rule {
-    #[serde(default, rename = "comment")]
-    _comment: Option<String>,
-    names: Vec<String>,
-    action: String,
-    #[serde(default)]
-    errno_ret: Option<u16>,
-    #[serde(default)]
-    args: Vec<ArgRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ArgRule {
-    index: u32,
-    value: u64,
-    #[serde(default)]
-    value_two: u64,
-    op: String,
-}
-
-const EPERM: u16 = 1;
-
-fn action(name: &str, errno: Option<u16>) -> Result<ScmpAction> {
-    Ok(match name {
-        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
-        "SCMP_ACT_ERRNO" => ScmpAction::Errno(i32::from(errno.unwrap_or(EPERM))),
-        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
-        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
-        "SCMP_ACT_TRAP" => ScmpAction::Trap,
-        "SCMP_ACT_LOG" => ScmpAction::Log,
-        other => bail!("unknown action {other:?} (use SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP or SCMP_ACT_LOG)"),
-    })
-}
-
-fn arch(name: &str) -> Result<ScmpArch> {
-    Ok(match name {
-        "SCMP_ARCH_X86_64" => ScmpArch::X8664,
-        "SCMP_ARCH_X86" => ScmpArch::X86,
-        "SCMP_ARCH_X32" => ScmpArch::X32,
-        "SCMP_ARCH_AARCH64" => ScmpArch::Aarch64,
-        other => bail!("unsupported architecture {other:?}"),
-    })
-}
-
-fn compare(arg: &ArgRule) -> Result<ScmpArgCompare> {
-    let op = match arg.op.as_str() {
-        "SCMP_CMP_NE" => ScmpCompareOp::NotEqual,
-        "SCMP_CMP_LT" => ScmpCompareOp::Less,
-        "SCMP_CMP_LE" => ScmpCompareOp::LessOrEqual,
-        "SCMP_CMP_EQ" => ScmpCompareOp::Equal,
-        "SCMP_CMP_GE" => ScmpCompareOp::GreaterEqual,
-        "SCMP_CMP_GT" => ScmpCompareOp::Greater,
-        // OCI: `value` is the mask, `valueTwo` the value to compare with.
-        "SCMP_CMP_MASKED_EQ" => {
-            return Ok(ScmpArgCompare::new(
-                arg.index,
-                ScmpCompareOp::MaskedEqual(arg.value),
-                arg.value_two,
-            ))
-        }
-        other => bail!("unknown comparison {other:?}"),
-    };
-    Ok(ScmpArgCompare::new(arg.index, op, arg.value))
-}
-
-/// Compiles an OCI seccomp profile for the native architecture. System
-/// calls this libseccomp does not know are skipped, as runc does, so one
-/// profile serves several kernel generations.
-pub fn compile(json: &str) -> Result<SeccompProgram> {
-    let profile: Profile = serde_json::from_str(json).context("not a valid OCI seccomp profile")?;
-    let default =
-        action(&profile.default_action, profile.default_errno_ret).context("defaultAction")?;
-    let mut ctx = ScmpFilterContext::new(default).context("creating the seccomp filter")?;
-    if !profile.architectures.is_empty() {
-        let native = ScmpArch::native();
-        let mut keep_native = false;
-        for name in &profile.architectures {
-            let a = arch(name).context("architectures")?;
-            if a == native {
-                keep_native = true;
-            } else {
-                ctx.add_arch(a)
-                    .with_context(|| format!("adding architecture {name}"))?;
-            }
-        }
-        if !keep_native {
-            ctx.remove_arch(native)
-                .context("removing the native architecture")?;
-        }
+/// Decodes raw `struct sock_filter` bytes (native endianness).
+pub fn program_from_bpf(bytes: &[u8]) -> Result<SeccompProgram> {
+    if !bytes.len().is_multiple_of(8) {
+        anyhow::bail!("BPF program length {} is not a multiple of 8", bytes.len());
     }
-    // A system call from an architecture the profile does not list is an
-    // attack (i386 calls from a 64-bit process), never a fallback.
-    ctx.set_act_badarch(ScmpAction::KillProcess)
-        .context("setting the bad-architecture action")?;
-    for (i, rule) in profile.syscalls.iter().enumerate() {
-        let act = action(&rule.action, rule.errno_ret)
-            .with_context(|| format!("syscalls[{i}].action"))?;
-        let cmps = rule
-            .args
-            .iter()
-            .map(compare)
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("syscalls[{i}].args"))?;
-        for name in &rule.names {
-            let Ok(sys) = ScmpSyscall::from_name(name) else {
-                tracing::debug!(syscall = %name, "unknown to libseccomp; skipped");
-                continue;
-            };
-            if act == default && cmps.is_empty() {
-                continue;
-            }
-            ctx.add_rule_conditional(act, sys, &cmps)
-                .with_context(|| format!("syscalls[{i}]: rule for {name}"))?;
-        }
-    }
-    export(&ctx)
-}
-
-fn export(ctx: &ScmpFilterContext) -> Result<SeccompProgram> {
-    let (mut reader, writer) = std::io::pipe().context("creating a pipe for the BPF export")?;
-    ctx.export_bpf(&writer)
-        .context("exporting the seccomp filter")?;
-    drop(writer);
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .context("reading the BPF export")?;
     let insns = bytes
         .chunks_exact(8)
         .map(|c| SockFilter {
@@ -168,33 +22,46 @@ fn export(ctx: &ScmpFilterContext) -> Result<SeccompProgram> {
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         })
         .collect::<Vec<_>>();
-    SeccompProgram::try_from(insns).context("compiled seccomp filter")
+    SeccompProgram::try_from(insns).context("seccomp program")
+}
+
+pub fn default_program() -> Result<SeccompProgram> {
+    program_from_bpf(DEFAULT_BPF).context("built-in seccomp profile")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seccomp_oci::compile_to_bpf;
+
+    const DEFAULT_PROFILE: &str = include_str!("../../config/seccomp-default.json");
 
     #[test]
-    fn default_profile_compiles() {
-        let program = compile(DEFAULT_PROFILE).unwrap();
-        assert!(program.instructions().len() > 100);
+    fn embedded_program_is_the_shipped_profile() {
+        assert_eq!(compile_to_bpf(DEFAULT_PROFILE).unwrap(), DEFAULT_BPF);
+        assert!(default_program().unwrap().instructions().len() > 100);
     }
 
     #[test]
     fn bad_profiles_name_the_field() {
-        let err = compile(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).unwrap_err();
+        let err = compile_to_bpf(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).unwrap_err();
         assert!(format!("{err:#}").contains("defaultAction"), "{err:#}");
-        let err = compile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"BAD"}]}]}"#).unwrap_err();
+        let err = compile_to_bpf(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"BAD"}]}]}"#).unwrap_err();
         assert!(format!("{err:#}").contains("syscalls[0].args"), "{err:#}");
-        assert!(compile(r#"{"defaultAction":"SCMP_ACT_ALLOW","bogus":1}"#).is_err());
+        assert!(compile_to_bpf(r#"{"defaultAction":"SCMP_ACT_ALLOW","bogus":1}"#).is_err());
     }
 
     #[test]
     fn unknown_syscall_names_are_skipped() {
-        let p = compile(
+        let p = compile_to_bpf(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","no_such_call"],"action":"SCMP_ACT_ALLOW"}]}"#,
         );
         assert!(p.is_ok());
+    }
+
+    #[test]
+    fn odd_lengths_are_refused() {
+        assert!(program_from_bpf(&[0; 7]).is_err());
+        assert!(program_from_bpf(&[]).is_err());
     }
 }
