@@ -59,6 +59,11 @@ else
   t_fail "boot finished with no failed unit (system running)" "state: $state" \
     "failed units:" "$(systemctl --failed --no-legend --plain)"
 fi
+# snapshot=on: what a run writes to the guest's disk is gone in the next run.
+marker_file=/var/lib/nucleus-vmtest/written-by-an-earlier-run
+t_eq "the root fs starts pristine (no file left by an earlier run)" absent \
+  "$(if [[ -e $marker_file ]]; then echo "present: $(cat "$marker_file")"; else echo absent; fi)"
+mkdir -p "${marker_file%/*}" && date > "$marker_file" && sync
 t_match "dbus-daemon answers on the system bus" '^s "[0-9a-f]{32}"$' \
   "$(busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetId 2>&1)"
 
