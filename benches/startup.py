@@ -35,7 +35,7 @@ def run_once(argv):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--nucleus", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "nucleus"))
+    parser.add_argument("--nucleus", default=os.path.join(os.path.dirname(__file__), "..", "target", "x86_64-unknown-linux-gnu", "release", "nucleus"))
     args = parser.parse_args()
     nucleus = os.path.realpath(args.nucleus)
     if not os.access(nucleus, os.X_OK):

@@ -246,17 +246,10 @@ fn ensure(root: &OwnedFd, path: &AbsPath, file: bool) -> io::Result<OwnedFd> {
 
 fn bind(root: &OwnedFd, source: &OwnedFd, target: &AbsPath, attrs: u64) -> io::Result<()> {
     let is_dir = sys::fstat(source.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let tree = sys::clone_tree(source.as_fd())?;
+    sys::mount_setattr(tree.as_fd(), attrs, true)?;
     let target_fd = ensure(root, target, !is_dir)?;
-    sys::mount(
-        Some(&fd_path(source)?),
-        &fd_path(&target_fd)?,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
-    // Reopen: the old descriptor names the covered directory, not the new mount.
-    let mounted = open_in(root, target)?;
-    sys::mount_setattr(mounted.as_fd(), attrs, true)
+    sys::attach_tree(tree.as_fd(), target_fd.as_fd())
 }
 
 fn fs_mount(

@@ -150,6 +150,35 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, attr_set: u64, recursive: bool) -> io::
     check(ret).map(drop)
 }
 
+/// A detached recursive copy of the mount tree at `source` (open_tree with
+/// OPEN_TREE_CLONE): attributes are set on it before it is attached, so it
+/// never appears in the namespace with the wrong flags.
+pub fn clone_tree(source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE
+        | libc::OPEN_TREE_CLOEXEC
+        | libc::AT_RECURSIVE as u32
+        | libc::AT_EMPTY_PATH as u32;
+    // SAFETY: the path is the empty C string, so the kernel acts on `source`.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
+/// Attaches a detached tree on top of the directory (or file) `target`.
+pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both paths are the empty C string, so the kernel acts on the descriptors.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
 /// openat2 with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: `path` is resolved
 /// as if `root` were `/`, so no symlink inside a root can lead out of it.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
