@@ -162,8 +162,16 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
     for entry in HOST_ETC {
         // Follow symlinks on the host (resolv.conf often points into /run)
         // and bind what they point to.
-        let Ok(real) = fs::canonicalize(entry) else {
+        let Ok(meta) = fs::symlink_metadata(entry) else {
             continue;
+        };
+        let real = if meta.file_type().is_symlink() {
+            let Ok(real) = fs::canonicalize(entry) else {
+                continue;
+            };
+            real
+        } else {
+            entry.into()
         };
         let source = real.to_str().and_then(|s| AbsPath::try_from(s).ok());
         let Some(source) = source else { continue };

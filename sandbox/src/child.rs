@@ -3,8 +3,9 @@
 //!
 //! The order is the security argument, so it lives in one function:
 //! 1. wait for the parent to write the id maps (until then we have no ids);
-//! 2. hostname, mounts and pivot_root, loopback: these need CAP_SYS_ADMIN
-//!    and CAP_NET_ADMIN in the new user namespace;
+//! 2. network namespace (in a thread, see `net`), hostname, mounts and
+//!    pivot_root: these need CAP_SYS_ADMIN and CAP_NET_ADMIN in the new
+//!    user namespace;
 //! 3. the workload's uid/gid, cwd (checked to be inside the new root) and
 //!    terminal;
 //! 4. capabilities dropped from every set: from here on nothing can undo
@@ -20,10 +21,10 @@ use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use protocol::Plan;
+use protocol::{NetworkMode, Plan};
 
 use crate::error::Error;
-use crate::{caps, exec, landlock, rootfs, sys};
+use crate::{caps, exec, landlock, mounts, net, rootfs, sys};
 
 /// Tags of the messages on the error pipe, child to parent.
 pub(crate) const REPORT_SETUP: u8 = b'S';
@@ -89,15 +90,27 @@ fn setup_and_exec(
         sys::exit_now(125);
     }
 
+    let network = match plan.network {
+        NetworkMode::None => net::create_in_background()?,
+    };
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
-    let steps = crate::mounts::steps(plan);
-    let confinement = rootfs::build_and_enter(&steps, plan.security.allow_chroot_fallback)?;
-    if confinement == rootfs::Confinement::Chroot {
+    let steps = mounts::steps(plan);
+    let root = rootfs::NewRoot::begin(&plan.root.source, &steps)?;
+    // sysfs shows the mounting thread's network namespace: join it first.
+    let (before_sysfs, rest) = steps.split_at(
+        steps
+            .iter()
+            .position(|s| *s == mounts::Step::Sysfs)
+            .unwrap_or(steps.len()),
+    );
+    root.apply(before_sysfs)?;
+    network.join()?;
+    root.apply(rest)?;
+    if root.enter(plan.security.allow_chroot_fallback)? == rootfs::Confinement::Chroot {
         eprintln!(
             "nucleus: warning: pivot_root failed; confined with chroot (--allow-chroot-fallback)"
         );
     }
-    sys::loopback_up().step(|| "bringing up the loopback interface".into())?;
 
     sys::setresid(plan.ids.uid, plan.ids.gid)
         .step(|| format!("switching to uid {} gid {}", plan.ids.uid, plan.ids.gid))?;

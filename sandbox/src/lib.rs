@@ -18,6 +18,7 @@ mod exec;
 mod idmap;
 mod landlock;
 pub mod mounts;
+mod net;
 mod pty;
 mod rootfs;
 mod supervise;

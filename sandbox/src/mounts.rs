@@ -39,9 +39,6 @@ const SHM_SIZE: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Mount the root (an empty tmpfs or a bind of a host directory) at the
-    /// staging point; every later target is resolved inside it.
-    Root(RootSource),
     /// Recursive bind of a host path; always nosuid,nodev.
     Bind {
         source: AbsPath,
@@ -82,11 +79,11 @@ fn path(s: &str) -> AbsPath {
     AbsPath::try_from(s).unwrap_or_else(|_| AbsPath::root())
 }
 
-/// The mount steps for `plan`, in the order they must be applied: root,
-/// `/tmp`, the plan's own mounts, then the kernel filesystems (so no plan
-/// mount can land on top of them), then masks, then sealing.
+/// The mount steps for `plan`, in the order they must be applied on top of
+/// its root: `/tmp`, the plan's own mounts, then the kernel filesystems (so
+/// no plan mount can land on top of them), then masks, then sealing.
 pub fn steps(plan: &Plan) -> Vec<Step> {
-    let mut steps = vec![Step::Root(plan.root.source.clone())];
+    let mut steps = Vec::new();
     let tmp = path("/tmp");
     if !plan.mounts.iter().any(|m| m.target() == &tmp) {
         steps.push(Step::Tmpfs {
@@ -159,17 +156,20 @@ fn dev_steps() -> Vec<Step> {
     steps
 }
 
-/// Host paths the steps bind from, each to be opened before the staging
-/// mount can shadow it.
-pub fn host_sources(steps: &[Step]) -> Vec<AbsPath> {
-    steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Root(RootSource::Directory(dir)) => Some(dir.clone()),
+/// Host paths the root and the steps bind from, each to be opened before
+/// the staging mount can shadow it.
+pub fn host_sources(root: &RootSource, steps: &[Step]) -> Vec<AbsPath> {
+    let root_dir = match root {
+        RootSource::Directory(dir) => Some(dir.clone()),
+        RootSource::Tmpfs => None,
+    };
+    root_dir
+        .into_iter()
+        .chain(steps.iter().filter_map(|s| match s {
             Step::Bind { source, .. } => Some(source.clone()),
             Step::DevNode(node) => Some(path(&format!("/dev/{node}"))),
             _ => None,
-        })
+        }))
         .collect()
 }
 
@@ -190,26 +190,25 @@ mod tests {
     }
 
     #[test]
-    fn order_is_root_tmp_user_kernel_masks_seal() {
+    fn order_is_tmp_user_kernel_masks_seal() {
         let usr = AbsPath::try_from("/usr").unwrap();
         let steps = steps_for(vec![Mount::Bind {
             source: usr.clone(),
             target: usr.clone(),
             read_only: true,
         }]);
-        assert_eq!(steps[0], Step::Root(RootSource::Tmpfs));
         assert!(
-            matches!(&steps[1], Step::Tmpfs { target, mode: 0o1777, .. } if target.as_str() == "/tmp")
+            matches!(&steps[0], Step::Tmpfs { target, mode: 0o1777, .. } if target.as_str() == "/tmp")
         );
         assert_eq!(
-            steps[2],
+            steps[1],
             Step::Bind {
                 source: usr.clone(),
                 target: usr,
                 read_only: true
             }
         );
-        assert_eq!(steps[3], Step::Proc);
+        assert_eq!(steps[2], Step::Proc);
         assert_eq!(steps.last(), Some(&Step::SealRoot));
         let proc_at = steps.iter().position(|s| *s == Step::Proc).unwrap();
         let first_mask = steps
@@ -237,7 +236,7 @@ mod tests {
     fn host_sources_include_root_dir_and_dev_nodes() {
         let mut plan = crate::testing::plan();
         plan.root.source = RootSource::Directory(AbsPath::try_from("/srv/root").unwrap());
-        let sources = host_sources(&steps(&plan));
+        let sources = host_sources(&plan.root.source, &steps(&plan));
         assert_eq!(sources[0].as_str(), "/srv/root");
         assert!(sources.iter().any(|s| s.as_str() == "/dev/null"));
     }

@@ -49,32 +49,41 @@ fn open_path(path: &str) -> io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-/// Builds the root described by `steps` and confines the process to it.
-/// Must run in a new mount namespace with CAP_SYS_ADMIN over it.
-pub fn build_and_enter(steps: &[Step], allow_chroot_fallback: bool) -> Result<Confinement, Error> {
-    // Nothing we mount may propagate back to the host's namespace.
-    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
-        .step(|| "making / private".into())?;
-    let mut sources = HashMap::new();
-    for src in crate::mounts::host_sources(steps) {
-        let fd = open_path(src.as_str()).step(|| format!("opening host path {src}"))?;
-        sources.insert(src, fd);
-    }
-    let mut root: Option<OwnedFd> = None;
-    for step in steps {
-        match (step, &root) {
-            (Step::Root(source), _) => root = Some(mount_root(source, &sources)?),
-            (step, Some(root)) => apply(step, root, &sources)?,
-            (_, None) => {
-                return Err(Error::Setup {
-                    step: "mount steps".into(),
-                    source: io::Error::from_raw_os_error(libc::EINVAL),
-                })
-            }
+/// The new root while it is being furnished, mounted at the staging point.
+#[derive(Debug)]
+pub struct NewRoot {
+    root: OwnedFd,
+    sources: HashMap<AbsPath, OwnedFd>,
+}
+
+impl NewRoot {
+    /// Makes every mount private, opens every host source the steps name
+    /// (before anything can shadow them) and mounts the root at the staging
+    /// point. Must run in a new mount namespace with CAP_SYS_ADMIN over it.
+    pub fn begin(source: &RootSource, steps: &[Step]) -> Result<NewRoot, Error> {
+        // Nothing we mount may propagate back to the host's namespace.
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+            .step(|| "making / private".into())?;
+        let mut sources = HashMap::new();
+        for src in crate::mounts::host_sources(source, steps) {
+            let fd = open_path(src.as_str()).step(|| format!("opening host path {src}"))?;
+            sources.insert(src, fd);
         }
+        let root = mount_root(source, &sources)?;
+        Ok(NewRoot { root, sources })
     }
-    drop(sources);
-    enter(allow_chroot_fallback)
+
+    pub fn apply(&self, steps: &[Step]) -> Result<(), Error> {
+        steps
+            .iter()
+            .try_for_each(|step| apply(step, &self.root, &self.sources))
+    }
+
+    /// Confines the process to the new root; the host's tree becomes unreachable.
+    pub fn enter(self, allow_chroot_fallback: bool) -> Result<Confinement, Error> {
+        drop(self.sources);
+        enter(allow_chroot_fallback)
+    }
 }
 
 fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Result<OwnedFd, Error> {
@@ -123,7 +132,6 @@ fn source_fd<'a>(
 
 fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Result<(), Error> {
     match step {
-        Step::Root(_) => Ok(()),
         Step::Bind {
             source,
             target,
@@ -284,22 +292,18 @@ fn mask(root: &OwnedFd, path: &AbsPath) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         other => other?,
     };
-    let target = fd_path(&fd)?;
     if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR {
         sys::mount(
             Some(c"tmpfs"),
-            &target,
+            &fd_path(&fd)?,
             Some(c"tmpfs"),
             libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             Some(c"size=0,mode=0555"),
         )
     } else {
-        let null = open_in(
-            root,
-            &AbsPath::try_from("/dev/null")
-                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
-        )?;
-        sys::mount(Some(&fd_path(&null)?), &target, None, libc::MS_BIND, None)
+        let null = open_in(root, &abs_io("/dev/null")?)?;
+        let tree = sys::clone_tree(null.as_fd())?;
+        sys::attach_tree(tree.as_fd(), fd.as_fd())
     }
 }
 
@@ -308,14 +312,17 @@ fn read_only(root: &OwnedFd, path: &AbsPath) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         other => other?,
     };
-    let p = fd_path(&fd)?;
-    sys::mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None)?;
-    let mounted = open_in(root, path)?;
     let attrs = sys::MOUNT_ATTR_RDONLY
         | sys::MOUNT_ATTR_NOSUID
         | sys::MOUNT_ATTR_NODEV
         | sys::MOUNT_ATTR_NOEXEC;
-    sys::mount_setattr(mounted.as_fd(), attrs, true)
+    let tree = sys::clone_tree(fd.as_fd())?;
+    sys::mount_setattr(tree.as_fd(), attrs, true)?;
+    sys::attach_tree(tree.as_fd(), fd.as_fd())
+}
+
+fn abs_io(p: &str) -> io::Result<AbsPath> {
+    AbsPath::try_from(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// pivot_root into the staging mount and detach the old root, so no path

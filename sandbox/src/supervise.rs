@@ -24,13 +24,13 @@ pub struct Outcome {
 /// Signals the caller receives and passes on to the workload.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
+/// The network namespace is not here: `net` creates it in parallel.
 fn namespace_flags(plan: &Plan) -> u64 {
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWNET
         | libc::CLONE_NEWCGROUP;
     if plan.namespaces.time {
         flags |= libc::CLONE_NEWTIME;
