@@ -38,15 +38,16 @@ pub(crate) struct Setup<'a> {
     /// Write end of the error pipe; close-on-exec, so a successful execve
     /// closes it and the parent reads EOF.
     pub report: OwnedFd,
-    /// The pty slave when the workload gets a terminal.
-    pub tty: Option<OwnedFd>,
+    /// The socket on which the terminal's master goes to the parent, when
+    /// the workload gets a terminal.
+    pub console: Option<OwnedFd>,
 }
 
 /// Never returns: execs the workload or exits with status 125/126/127
 /// after reporting why.
 pub(crate) fn run(setup: Setup<'_>) -> ! {
     let mut report = std::fs::File::from(setup.report);
-    let Err(failure) = setup_and_exec(setup.plan, setup.go, setup.tty, report.as_raw_fd());
+    let Err(failure) = setup_and_exec(setup.plan, setup.go, setup.console, report.as_raw_fd());
     let (tag, code, text) = match failure {
         Error::Exec { source, program } => {
             let code = if source.raw_os_error() == Some(libc::ENOENT) {
@@ -69,7 +70,7 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
 fn setup_and_exec(
     plan: &Plan,
     go: OwnedFd,
-    tty: Option<OwnedFd>,
+    console: Option<OwnedFd>,
     report_fd: i32,
 ) -> Result<Infallible, Error> {
     use crate::error::Context;
@@ -128,7 +129,7 @@ fn setup_and_exec(
             source: std::io::Error::from_raw_os_error(libc::EXDEV),
         });
     }
-    attach_stdio(tty)?;
+    attach_stdio(console)?;
 
     let prepared = exec::prepare(&plan.process).map_err(|source| Error::Exec {
         program: plan.process.argv.program().to_string(),
@@ -153,16 +154,22 @@ fn setup_and_exec(
 
 /// A new session always: the workload must not share the caller's
 /// controlling terminal (TIOCSTI and job-control signals reach through it).
-/// With a pty, the slave becomes the controlling terminal and stdio.
-fn attach_stdio(tty: Option<OwnedFd>) -> Result<(), Error> {
+/// With a console socket, a pty is opened in the sandbox's own devpts (so
+/// the workload's terminal has a name there), its master goes to the
+/// parent, and the slave becomes the controlling terminal and stdio.
+fn attach_stdio(console: Option<OwnedFd>) -> Result<(), Error> {
     use crate::error::Context;
 
-    sys::setsid_with_ctty(tty.as_ref().map(|t| t.as_fd()))
-        .step(|| "starting a new session".into())?;
-    if let Some(tty) = tty {
-        for fd in 0..3 {
-            sys::dup2(tty.as_fd(), fd).step(|| "attaching the terminal".into())?;
-        }
+    let Some(console) = console else {
+        return sys::setsid_with_ctty(None).step(|| "starting a new session".into());
+    };
+    let (master, slave) = sys::open_pty().step(|| "opening the sandbox's terminal".into())?;
+    sys::send_fd(console.as_fd(), master.as_fd())
+        .step(|| "sending the terminal to nucleus".into())?;
+    drop((master, console));
+    sys::setsid_with_ctty(Some(slave.as_fd())).step(|| "starting a new session".into())?;
+    for fd in 0..3 {
+        sys::dup2(slave.as_fd(), fd).step(|| "attaching the terminal".into())?;
     }
     Ok(())
 }

@@ -42,8 +42,9 @@ fn namespace_flags(plan: &Plan) -> u64 {
 pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
-    let pty = if plan.process.tty {
-        Some(sys::open_pty().step(|| "allocating a pseudo-terminal".into())?)
+    // The sandbox opens its terminal in its own devpts and sends us the master.
+    let console = if plan.process.tty {
+        Some(sys::seqpacket_pair().step(|| "creating the console socket".into())?)
     } else {
         None
     };
@@ -54,25 +55,25 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     sys::sigprocmask(libc::SIG_BLOCK, &mask).step(|| "blocking signals".into())?;
     let signals = sys::signalfd(&mask).step(|| "creating a signalfd".into())?;
 
-    let (master, slave) = match pty {
-        Some((m, s)) => (Some(m), Some(s)),
+    let (console, console_child) = match console {
+        Some((ours, theirs)) => (Some(ours), Some(theirs)),
         None => (None, None),
     };
     let (pid, pidfd) = match sys::fork_into_namespaces(namespace_flags(plan))
         .step(|| "creating the sandbox namespaces".into())?
     {
         sys::Forked::Child => {
-            drop((go_write, report_read, signals, master));
+            drop((go_write, report_read, signals, console));
             child::run(child::Setup {
                 plan,
                 go: go_read,
                 report: report_write,
-                tty: slave,
+                console: console_child,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((go_read, report_write, slave));
+    drop((go_read, report_write, console_child));
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
@@ -80,15 +81,25 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         go.write_all(b"1")
             .step(|| "signalling the sandbox".into())?;
         drop(go);
-        read_report(report_read)
+        let master = match &console {
+            Some(sock) => {
+                sys::recv_fd(sock.as_fd()).step(|| "receiving the sandbox's terminal".into())?
+            }
+            None => None,
+        };
+        read_report(report_read)?;
+        Ok(master)
     })();
-    if let Err(e) = started {
-        // Setup failed: the child has exited or is killed now, and is reaped
-        // so nothing is left behind.
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-        let _ = sys::wait_pidfd(pidfd.as_fd());
-        return Err(e);
-    }
+    let master = match started {
+        Ok(master) => master,
+        Err(e) => {
+            // Setup failed: the child has exited or is killed now, and is reaped
+            // so nothing is left behind.
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::wait_pidfd(pidfd.as_fd());
+            return Err(e);
+        }
+    };
 
     let relay = match master {
         Some(master) => Some(Relay::start(master)?),

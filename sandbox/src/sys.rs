@@ -577,7 +577,88 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     check_int(ret).map(|n| n as usize)
 }
 
-/// Opens a new pseudo-terminal pair on the host's devpts: (master, slave).
+/// A connected pair of AF_UNIX SOCK_SEQPACKET sockets, close-on-exec.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` has room for the two descriptors the kernel writes.
+    check_int(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded, so both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+const FD_CMSG_SPACE: usize = 32;
+
+/// Sends one descriptor (SCM_RIGHTS) with a one-byte message.
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; FD_CMSG_SPACE];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // SAFETY: msg_control points at `control`, which is large enough for one
+    // descriptor, so CMSG_FIRSTHDR is non-null and its data fits.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+    }
+    // SAFETY: `msg` and everything it points to outlive the call.
+    let sent = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    check(sent as libc::c_long).map(drop)
+}
+
+/// Receives one descriptor sent by [`send_fd`]; `None` if the peer closed
+/// the socket without sending.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; FD_CMSG_SPACE];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` describes buffers that outlive the call; received
+    // descriptors are made close-on-exec.
+    let n = check(
+        unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) }
+            as libc::c_long,
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel filled `control` up to msg_controllen; CMSG_FIRSTHDR
+    // returns null when there is no control message.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: a non-null cmsg points into `control`.
+    if cmsg.is_null() || unsafe { (*cmsg).cmsg_type } != libc::SCM_RIGHTS {
+        return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+    }
+    // SAFETY: an SCM_RIGHTS message carries at least one descriptor, which
+    // the kernel installed in our table and we now own.
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()) };
+    // SAFETY: see above: the descriptor is new and ours.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Opens a new pseudo-terminal pair on the devpts behind `/dev/ptmx`:
+/// (master, slave). Called inside the sandbox, so the slave belongs to the
+/// sandbox's own devpts instance and has a name there.
 pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: posix_openpt with constant flags returns a new descriptor or -1.
     let master =
