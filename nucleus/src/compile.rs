@@ -189,8 +189,20 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
     Ok((root, mounts))
 }
 
+/// A sandbox gets only what its caller can open: refuse early, with the
+/// flag named, rather than show an unreadable mount inside.
+fn ensure_readable(path: &Path) -> Result<()> {
+    fs::File::open(path).map(drop).map_err(|e| {
+        anyhow!(
+            "{}: {e}; you can only give the sandbox what you can read yourself",
+            path.display()
+        )
+    })
+}
+
 fn canonical_dir(dir: &Path) -> Result<AbsPath> {
     let real = fs::canonicalize(dir).map_err(|e| anyhow!("{e}; give an existing directory"))?;
+    ensure_readable(&real)?;
     if !real.is_dir() {
         bail!("{} is not a directory", real.display());
     }
@@ -213,6 +225,7 @@ fn volumes(spec: &RunSpec) -> Result<Vec<Mount>> {
                     )
                 })
                 .with_context(flag)?;
+            ensure_readable(&real).with_context(flag)?;
             let source = real
                 .to_str()
                 .and_then(|s| AbsPath::try_from(s).ok())

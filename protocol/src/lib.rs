@@ -31,5 +31,7 @@ pub use wire::{
     MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,12 @@
 //! Landlock: confine the workload's filesystem access to the plan's rules,
 //! at the best ABI this kernel offers.
 
-use std::fs::OpenOptions;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 
 use protocol::{Enforcement, FsAccess, LandlockPolicy};
 
 use crate::error::{Context, Error};
-use crate::sys;
+use crate::{rootfs, sys};
 
 /// What was enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +70,7 @@ pub fn restrict_self(policy: &LandlockPolicy, allow_degraded: bool) -> Result<St
     let ruleset = sys::landlock_create_ruleset(handled.bits())
         .step(|| "creating the Landlock ruleset".into())?;
     for rule in &policy.rules {
-        let fd = open_rule_path(rule.path.as_str())
+        let fd = rootfs::open_path(rule.path.as_str())
             .step(|| format!("opening Landlock rule path {}", rule.path))?;
         let is_dir = sys::fstat(fd.as_fd())
             .step(|| format!("stat {}", rule.path))?
@@ -92,14 +90,6 @@ pub fn restrict_self(policy: &LandlockPolicy, allow_degraded: bool) -> Result<St
     sys::landlock_restrict_self(ruleset.as_fd())
         .step(|| "enforcing the Landlock ruleset".into())?;
     Ok(Status::Enforced { abi })
-}
-
-fn open_rule_path(path: &str) -> std::io::Result<OwnedFd> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(path)?;
-    Ok(file.into())
 }
 
 #[cfg(test)]

@@ -24,9 +24,6 @@ mod rootfs;
 mod supervise;
 mod sys;
 
-#[cfg(test)]
-mod testing;
-
 pub use error::Error;
 pub use idmap::map_text;
 pub use landlock::supported as landlock_supported_access;

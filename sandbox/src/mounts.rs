@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn host_sources_include_root_dir_and_dev_nodes() {
-        let mut plan = crate::testing::plan();
+        let mut plan = protocol::testing::sample_plan();
         plan.root.source = RootSource::Directory(AbsPath::try_from("/srv/root").unwrap());
         let sources = host_sources(&plan.root.source, &steps(&plan));
         assert_eq!(sources[0].as_str(), "/srv/root");
@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn steps_for(mounts: Vec<Mount>) -> Vec<Step> {
-        let mut plan = crate::testing::plan();
+        let mut plan = protocol::testing::sample_plan();
         plan.mounts = mounts;
         plan.root.read_only = true;
         steps(&plan)

@@ -41,7 +41,8 @@ fn fd_path(fd: &impl AsRawFd) -> io::Result<CString> {
     cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn open_path(path: &str) -> io::Result<OwnedFd> {
+/// An O_PATH descriptor: names a file without opening it for I/O.
+pub(crate) fn open_path(path: &str) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_CLOEXEC)

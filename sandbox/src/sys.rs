@@ -589,6 +589,18 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 const FD_CMSG_SPACE: usize = 32;
 
+/// A message header over `iov` (one byte) and `control`; the caller keeps
+/// both alive while the header is in use.
+fn fd_msghdr(iov: &mut libc::iovec, control: &mut [u8; FD_CMSG_SPACE]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    msg
+}
+
 /// Sends one descriptor (SCM_RIGHTS) with a one-byte message.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut byte = [0u8; 1];
@@ -597,11 +609,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
         iov_len: 1,
     };
     let mut control = [0u8; FD_CMSG_SPACE];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
+    let mut msg = fd_msghdr(&mut iov, &mut control);
     // SAFETY: CMSG_SPACE only computes a size.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     // SAFETY: msg_control points at `control`, which is large enough for one
@@ -627,12 +635,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
         iov_len: 1,
     };
     let mut control = [0u8; FD_CMSG_SPACE];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
+    let mut msg = fd_msghdr(&mut iov, &mut control);
     // SAFETY: `msg` describes buffers that outlive the call; received
     // descriptors are made close-on-exec.
     let n = check(
