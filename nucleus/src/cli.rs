@@ -35,6 +35,19 @@ options:
   --timeout SECS             kill the sandbox after SECS seconds (exit 124)
   -h, --help                 show this help
 
+agent inputs:
+  --context DIR              read-only input at /context
+  --context-mode MODE        copy: into a tmpfs before start (default);
+                             bind: bind-mounted read-only
+  --verify-context-integrity hash DIR before launch; the copy must match
+  --workspace DIR            the tree the command works on, at /workspace
+  --workspace-mode MODE      bind-rw (default), bind-ro, or copy-in-out:
+                             work on a copy, sync changes back on exit
+  --sync-on-timeout          sync a copy-in-out workspace back even after
+                             --timeout killed the command
+  --secret SRC:NAME          the file SRC as /run/secrets/NAME (mode 0400,
+                             in memory only)
+
 exit status: the command's; 128+N if killed by signal N; 124 on timeout;
 125 if nucleus failed; 126 if COMMAND cannot be executed; 127 if not found";
 
@@ -71,6 +84,35 @@ pub struct RunSpec {
     pub name: Option<String>,
     pub tty: bool,
     pub timeout_secs: Option<u32>,
+    pub agent: AgentSpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContextMode {
+    #[default]
+    Copy,
+    Bind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkspaceMode {
+    #[default]
+    BindRw,
+    BindRo,
+    CopyInOut,
+}
+
+/// What an agent brings: inputs, a workspace, secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub context: Option<PathBuf>,
+    pub context_mode: ContextMode,
+    pub verify_context: bool,
+    pub workspace: Option<PathBuf>,
+    pub workspace_mode: WorkspaceMode,
+    pub sync_on_timeout: bool,
+    /// `--secret SRC:DEST` as given.
+    pub secrets: Vec<(PathBuf, String)>,
 }
 
 impl RunSpec {
@@ -91,6 +133,7 @@ impl RunSpec {
             name: None,
             tty: false,
             timeout_secs: None,
+            agent: AgentSpec::default(),
         }
     }
 }
@@ -178,6 +221,12 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                     spec.command.push(string(rest, "COMMAND")?);
                 }
             }
+            Long(flag) => {
+                let flag = flag.to_owned();
+                if !parse_agent_flag(&flag, &mut parser, &mut spec.agent)? {
+                    bail!("unknown option --{flag}; see 'nucleus run --help'");
+                }
+            }
             other => return Err(other.unexpected()).context("see 'nucleus run --help'"),
         }
     }
@@ -185,6 +234,51 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
         bail!("no command given: 'nucleus run [OPTIONS] -- COMMAND [ARGS...]'");
     }
     Ok(spec)
+}
+
+/// The agent options; false if `flag` is not one of them.
+fn parse_agent_flag(
+    flag: &str,
+    parser: &mut lexopt::Parser,
+    agent: &mut AgentSpec,
+) -> Result<bool> {
+    match flag {
+        "context" => agent.context = Some(parser.value()?.into()),
+        "context-mode" => {
+            let v = string(parser.value()?, "--context-mode")?;
+            agent.context_mode = match v.as_str() {
+                "copy" => ContextMode::Copy,
+                "bind" => ContextMode::Bind,
+                _ => bail!("--context-mode {v}: unknown mode; use copy or bind"),
+            };
+        }
+        "verify-context-integrity" => agent.verify_context = true,
+        "workspace" => agent.workspace = Some(parser.value()?.into()),
+        "workspace-mode" => {
+            let v = string(parser.value()?, "--workspace-mode")?;
+            agent.workspace_mode = match v.as_str() {
+                "bind-rw" => WorkspaceMode::BindRw,
+                "bind-ro" => WorkspaceMode::BindRo,
+                "copy-in-out" => WorkspaceMode::CopyInOut,
+                _ => {
+                    bail!("--workspace-mode {v}: unknown mode; use bind-rw, bind-ro or copy-in-out")
+                }
+            };
+        }
+        "sync-on-timeout" => agent.sync_on_timeout = true,
+        "secret" => {
+            let v = string(parser.value()?, "--secret")?;
+            let (src, dest) = v
+                .rsplit_once(':')
+                .filter(|(s, d)| !s.is_empty() && !d.is_empty())
+                .ok_or_else(|| {
+                    anyhow!("--secret {v}: expected SRC:NAME, e.g. ~/.token:api-token")
+                })?;
+            agent.secrets.push((src.into(), dest.to_owned()));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// `HOST:CTR[:ro|:rw]`.

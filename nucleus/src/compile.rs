@@ -14,7 +14,7 @@ use protocol::{
 };
 
 use crate::cli::{RunSpec, UserNs};
-use crate::seccomp;
+use crate::{agent, seccomp};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -51,7 +51,8 @@ pub struct Caller {
     pub gid: u32,
 }
 
-pub fn compile(spec: &RunSpec, caller: Caller) -> Result<Plan> {
+/// The plan, and the descriptors the executor hands the sandbox with it.
+pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)> {
     let name = spec
         .name
         .as_deref()
@@ -66,6 +67,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<Plan> {
     let (root, mut mounts) = root_and_mounts(spec)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
+    let agent = agent::compile(&spec.agent)?;
     let cwd = match &spec.workdir {
         Some(w) => AbsPath::try_from(w.as_str())
             .map_err(|e| anyhow!("--workdir {w}: {e}; use an absolute path"))?,
@@ -95,14 +97,20 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<Plan> {
         },
         security: Security {
             seccomp: seccomp::default_program()?,
-            landlock: landlock(&root, &volumes)?,
+            landlock: landlock(&root, &volumes, &agent::writable_dirs(&agent))?,
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
         },
         network: NetworkMode::None,
+        context: agent.context,
+        workspace: agent.workspace,
+        secrets: agent.secrets,
     };
     plan.validate().context("the plan is invalid")?;
-    Ok(plan)
+    let inputs = sandbox::Inputs {
+        secrets: agent.secret_fds,
+    };
+    Ok((plan, inputs))
 }
 
 fn default_hostname() -> Result<Hostname> {
@@ -134,6 +142,7 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
         let root = RootFs {
             source: RootSource::Directory(canonical),
             read_only: spec.read_only,
+            overlay: None,
         };
         return Ok((root, Vec::new()));
     }
@@ -185,6 +194,7 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
     let root = RootFs {
         source: RootSource::Tmpfs,
         read_only: true,
+        overlay: None,
     };
     Ok((root, mounts))
 }
@@ -200,7 +210,7 @@ fn ensure_readable(path: &Path) -> Result<()> {
     })
 }
 
-fn canonical_dir(dir: &Path) -> Result<AbsPath> {
+pub(crate) fn canonical_dir(dir: &Path) -> Result<AbsPath> {
     let real = fs::canonicalize(dir).map_err(|e| anyhow!("{e}; give an existing directory"))?;
     ensure_readable(&real)?;
     if !real.is_dir() {
@@ -270,6 +280,9 @@ fn environment(spec: &RunSpec, root: &RootFs) -> Result<BTreeMap<EnvName, Arg>> 
             parse_env_file(&text).with_context(|| format!("--env-file {}", file.display()))?,
         );
     }
+    if let Some((k, _)) = spec.env.iter().find(|(k, _)| agent::looks_secret(k)) {
+        eprintln!("nucleus: hint: {k} looks like a secret; --secret FILE:{} keeps it out of the environment and /proc", k.to_ascii_lowercase());
+    }
     for (k, v) in &spec.env {
         let value = match v {
             Some(v) => v.clone(),
@@ -308,7 +321,7 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>> {
 /// data: `/tmp`, `/dev/shm`, writable volumes, and the root itself when the
 /// user gave a writable `--rootfs`. Device files and `/proc` may be written
 /// (a terminal, `/dev/null`, `/proc/self/...`) but nothing created there.
-fn landlock(root: &RootFs, volumes: &[Mount]) -> Result<LandlockPolicy> {
+fn landlock(root: &RootFs, volumes: &[Mount], writable: &[AbsPath]) -> Result<LandlockPolicy> {
     let rw = FsAccess::READ_EXECUTE.union(FsAccess::WRITE);
     let file_write = FsAccess::READ
         .union(FsAccess::WRITE_FILE)
@@ -339,6 +352,12 @@ fn landlock(root: &RootFs, volumes: &[Mount]) -> Result<LandlockPolicy> {
             access: file_write,
         },
     ];
+    for dir in writable {
+        rules.push(LandlockRule {
+            path: dir.clone(),
+            access: rw,
+        });
+    }
     for v in volumes {
         if let Mount::Bind {
             target,
@@ -395,6 +414,7 @@ mod tests {
         let root = RootFs {
             source: RootSource::Tmpfs,
             read_only: true,
+            overlay: None,
         };
         let vols = vec![
             Mount::Bind {
@@ -408,13 +428,14 @@ mod tests {
                 read_only: true,
             },
         ];
-        let policy = landlock(&root, &vols).unwrap();
+        let ws = abs("/workspace").unwrap();
+        let policy = landlock(&root, &vols, &[ws]).unwrap();
         let writable: Vec<&str> = policy
             .rules
             .iter()
             .filter(|r| r.access.bits() & FsAccess::MAKE_REG.bits() != 0)
             .map(|r| r.path.as_str())
             .collect();
-        assert_eq!(writable, ["/tmp", "/dev/shm", "/a"]);
+        assert_eq!(writable, ["/tmp", "/dev/shm", "/workspace", "/a"]);
     }
 }

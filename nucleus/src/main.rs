@@ -6,6 +6,7 @@
 //! single-threaded (the executor forks), and it never relies on anything
 //! the sandbox could influence after the fork.
 
+mod agent;
 mod cli;
 mod compile;
 mod seccomp;
@@ -93,8 +94,8 @@ fn run() -> Result<u8, Failure> {
         }
         cli::Command::Run(spec) => {
             let (uid, gid) = sandbox::caller_ids();
-            let plan = compile::compile(&spec, compile::Caller { uid, gid })?;
-            let outcome = sandbox::run(&plan)?;
+            let (plan, inputs) = compile::compile(&spec, compile::Caller { uid, gid })?;
+            let outcome = sandbox::run(&plan, inputs)?;
             if outcome.timed_out {
                 return Ok(EXIT_TIMEOUT);
             }

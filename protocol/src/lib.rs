@@ -9,6 +9,7 @@
 //! rejects it, so a decoded plan is well-formed by construction;
 //! [`Plan::validate`] adds the cross-field rules. Both executors call it.
 
+mod agent;
 mod codec;
 mod names;
 mod path;
@@ -16,12 +17,15 @@ mod plan;
 mod security;
 mod wire;
 
+pub use agent::{
+    Context, ContextMode, OverlayUpper, Secret, SecretName, Sha256, Workspace, WorkspaceMode,
+};
 pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
 pub use names::{Arg, EnvName, Hostname, NameError, SandboxName};
 pub use path::{AbsPath, PathError};
 pub use plan::{
     Argv, IdMap, IdMapping, Limits, Mount, Namespaces, NetworkMode, Plan, PlanError, Process,
-    RootFs, RootSource, Timeout,
+    RootFs, RootSource, Timeout, CONTEXT_DIR, SECRETS_DIR, WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

@@ -15,6 +15,8 @@ pub enum NameError {
     Hostname(String),
     #[error("environment variable name {0:?} must be non-empty and contain no '=' or NUL")]
     EnvName(String),
+    #[error("secret name {0:?} must be one path component of [A-Za-z0-9._-]")]
+    SecretName(String),
     #[error("argument or value contains a NUL byte")]
     Nul,
     #[error("argument or value is longer than {MAX_ARG_BYTES} bytes")]

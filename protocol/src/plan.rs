@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{Context, ContextMode, OverlayUpper, Secret, Workspace};
 use crate::names::{Arg, EnvName, Hostname, SandboxName};
 use crate::path::AbsPath;
 use crate::security::Security;
@@ -17,6 +18,7 @@ pub const MAX_MOUNTS: usize = 1024;
 pub const MAX_ARGS: usize = 16 * 1024;
 pub const MAX_ENV: usize = 16 * 1024;
 pub const MAX_LANDLOCK_RULES: usize = 1024;
+pub const MAX_SECRETS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -52,6 +54,10 @@ pub enum PlanError {
     LandlockAccess(u64),
     #[error("landlock rule for {0} grants rights the ruleset does not handle")]
     LandlockUnhandled(AbsPath),
+    #[error("context integrity can only be verified for a copied context")]
+    VerifyBind,
+    #[error("two secrets are named {0}")]
+    DuplicateSecret(String),
     #[error("timeout must be at least one second")]
     ZeroTimeout,
 }
@@ -147,6 +153,9 @@ pub enum RootSource {
 pub struct RootFs {
     pub source: RootSource,
     pub read_only: bool,
+    /// Make the root the lower layer of an overlayfs whose upper layer is
+    /// this, so the workload can write anywhere and the writes stay apart.
+    pub overlay: Option<OverlayUpper>,
 }
 
 /// One entry of the mount list, applied in order on top of the root. Every
@@ -281,14 +290,24 @@ pub struct Plan {
     pub limits: Limits,
     pub security: Security,
     pub network: NetworkMode,
+    pub context: Option<Context>,
+    pub workspace: Option<Workspace>,
+    /// Placed at `SECRETS_DIR/<name>` in a dedicated tmpfs, mode 0400.
+    pub secrets: Vec<Secret>,
 }
+
+/// Where the agent inputs appear inside the sandbox.
+pub const CONTEXT_DIR: &str = "/context";
+pub const WORKSPACE_DIR: &str = "/workspace";
+pub const SECRETS_DIR: &str = "/run/secrets";
 
 impl Plan {
     /// The cross-field rules that single values cannot express. Every
     /// executor runs this on the plan it is about to apply, whoever built it.
     pub fn validate(&self) -> Result<(), PlanError> {
         validate_ids(&self.ids)?;
-        validate_mounts(&self.mounts)?;
+        validate_mounts(&self.mounts, &self.agent_dirs())?;
+        validate_agent(self)?;
         validate_counts(self)?;
         let handled = self.security.landlock.handled;
         for rule in &self.security.landlock.rules {
@@ -330,8 +349,54 @@ fn validate_ids(ids: &IdMapping) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn validate_mounts(mounts: &[Mount]) -> Result<(), PlanError> {
-    let reserved = ["/proc", "/sys", "/dev"].map(|p| AbsPath::try_from(p).ok());
+fn validate_agent(plan: &Plan) -> Result<(), PlanError> {
+    if let Some(Context {
+        mode: ContextMode::Bind,
+        verify: Some(_),
+        ..
+    }) = &plan.context
+    {
+        return Err(PlanError::VerifyBind);
+    }
+    let mut names = BTreeSet::new();
+    for s in &plan.secrets {
+        if !names.insert(&s.name) {
+            return Err(PlanError::DuplicateSecret(s.name.to_string()));
+        }
+    }
+    if plan.secrets.len() > MAX_SECRETS {
+        return Err(PlanError::TooMany {
+            what: "secrets",
+            count: plan.secrets.len(),
+            max: MAX_SECRETS,
+        });
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Directories the agent inputs occupy: no plan mount may land there.
+    fn agent_dirs(&self) -> Vec<&'static str> {
+        let mut dirs = Vec::new();
+        if self.context.is_some() {
+            dirs.push(CONTEXT_DIR);
+        }
+        if self.workspace.is_some() {
+            dirs.push(WORKSPACE_DIR);
+        }
+        if !self.secrets.is_empty() {
+            dirs.push(SECRETS_DIR);
+        }
+        dirs
+    }
+}
+
+fn validate_mounts(mounts: &[Mount], agent_dirs: &[&str]) -> Result<(), PlanError> {
+    let reserved: Vec<Option<AbsPath>> = ["/proc", "/sys", "/dev"]
+        .iter()
+        .chain(agent_dirs)
+        .map(|p| AbsPath::try_from(*p).ok())
+        .collect();
     let mut seen = BTreeSet::new();
     let mut links: Vec<&AbsPath> = Vec::new();
     for m in mounts {

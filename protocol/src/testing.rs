@@ -30,6 +30,7 @@ pub fn sample_plan() -> Plan {
         root: RootFs {
             source: RootSource::Tmpfs,
             read_only: true,
+            overlay: None,
         },
         mounts: vec![
             Mount::Bind {
@@ -69,5 +70,8 @@ pub fn sample_plan() -> Plan {
             allow_chroot_fallback: false,
         },
         network: NetworkMode::None,
+        context: None,
+        workspace: None,
+        secrets: vec![],
     }
 }

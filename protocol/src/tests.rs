@@ -187,3 +187,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn agent_directories_are_reserved_and_secrets_unique() {
+    let mut plan = sample_plan();
+    plan.workspace = Some(Workspace {
+        source: path("/home/u/ws"),
+        mode: WorkspaceMode::BindRw,
+    });
+    plan.mounts.push(Mount::Tmpfs {
+        target: path("/workspace/x"),
+        size_bytes: 1,
+    });
+    assert!(matches!(plan.validate(), Err(PlanError::ReservedTarget(_))));
+
+    let mut plan = sample_plan();
+    let secret = Secret {
+        name: SecretName::try_from("token".to_owned()).unwrap(),
+        sha256: Sha256([0; 32]),
+        size: 1,
+    };
+    plan.secrets = vec![secret.clone(), secret];
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::DuplicateSecret(_))
+    ));
+
+    let mut plan = sample_plan();
+    plan.context = Some(Context {
+        source: path("/src"),
+        mode: ContextMode::Bind,
+        verify: Some(Sha256([0; 32])),
+    });
+    assert!(matches!(plan.validate(), Err(PlanError::VerifyBind)));
+}
+
+#[test]
+fn secret_names_are_single_components() {
+    for ok in ["token", "api.key", "a-b_c"] {
+        assert!(SecretName::try_from(ok.to_owned()).is_ok(), "{ok}");
+    }
+    for bad in ["", ".", "..", "a/b", "a b", "/x"] {
+        assert!(SecretName::try_from(bad.to_owned()).is_err(), "{bad:?}");
+    }
+}

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use protocol::{NetworkMode, Plan};
 
 use crate::error::Error;
+use crate::inputs::Inputs;
 use crate::{caps, exec, landlock, mounts, net, rootfs, sys};
 
 /// Tags of the messages on the error pipe, child to parent.
@@ -38,16 +39,23 @@ pub(crate) struct Setup<'a> {
     /// Write end of the error pipe; close-on-exec, so a successful execve
     /// closes it and the parent reads EOF.
     pub report: OwnedFd,
-    /// The socket on which the terminal's master goes to the parent, when
-    /// the workload gets a terminal.
-    pub console: Option<OwnedFd>,
+    /// The socket on which descriptors go to the parent: the copied
+    /// workspace (copy-in-out), then the terminal's master (`-t`).
+    pub control: Option<OwnedFd>,
+    pub inputs: Inputs,
 }
 
 /// Never returns: execs the workload or exits with status 125/126/127
 /// after reporting why.
 pub(crate) fn run(setup: Setup<'_>) -> ! {
     let mut report = std::fs::File::from(setup.report);
-    let Err(failure) = setup_and_exec(setup.plan, setup.go, setup.console, report.as_raw_fd());
+    let Err(failure) = setup_and_exec(
+        setup.plan,
+        setup.go,
+        setup.control,
+        setup.inputs,
+        report.as_raw_fd(),
+    );
     let (tag, code, text) = match failure {
         Error::Exec { source, program } => {
             let code = if source.raw_os_error() == Some(libc::ENOENT) {
@@ -70,7 +78,8 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
 fn setup_and_exec(
     plan: &Plan,
     go: OwnedFd,
-    console: Option<OwnedFd>,
+    control: Option<OwnedFd>,
+    inputs: Inputs,
     report_fd: i32,
 ) -> Result<Infallible, Error> {
     use crate::error::Context;
@@ -96,7 +105,7 @@ fn setup_and_exec(
     };
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
     let steps = mounts::steps(plan);
-    let root = rootfs::NewRoot::begin(&plan.root.source, &steps)?;
+    let mut root = rootfs::NewRoot::begin(&plan.root.source, &steps, inputs)?;
     // sysfs shows the mounting thread's network namespace: join it first.
     let (before_sysfs, rest) = steps.split_at(
         steps
@@ -107,6 +116,10 @@ fn setup_and_exec(
     root.apply(before_sysfs)?;
     network.join()?;
     root.apply(rest)?;
+    if let (Some(dir), Some(control)) = (root.take_exported(), &control) {
+        sys::send_fd(control.as_fd(), dir.as_fd())
+            .step(|| "handing the workspace copy to nucleus".into())?;
+    }
     if root.enter(plan.security.allow_chroot_fallback)? == rootfs::Confinement::Chroot {
         eprintln!(
             "nucleus: warning: pivot_root failed; confined with chroot (--allow-chroot-fallback)"
@@ -129,7 +142,7 @@ fn setup_and_exec(
             source: std::io::Error::from_raw_os_error(libc::EXDEV),
         });
     }
-    attach_stdio(console)?;
+    attach_stdio(plan.process.tty.then_some(control).flatten())?;
 
     let prepared = exec::prepare(&plan.process).map_err(|source| Error::Exec {
         program: plan.process.argv.program().to_string(),

@@ -16,6 +16,7 @@ mod child;
 mod error;
 mod exec;
 mod idmap;
+mod inputs;
 mod landlock;
 pub mod mounts;
 mod net;
@@ -23,9 +24,11 @@ mod pty;
 mod rootfs;
 mod supervise;
 mod sys;
+pub mod tree;
 
 pub use error::Error;
 pub use idmap::map_text;
+pub use inputs::Inputs;
 pub use landlock::supported as landlock_supported_access;
 pub use supervise::{run, Outcome};
 

@@ -1,7 +1,10 @@
 //! Deciding the mount table: a pure function from a plan to the ordered
 //! list of mount steps that `rootfs` applies. Tests compare exact lists.
 
-use protocol::{AbsPath, Mount, Plan, RootSource};
+use protocol::{
+    AbsPath, ContextMode, Mount, Plan, RootSource, Secret, Sha256, WorkspaceMode, CONTEXT_DIR,
+    WORKSPACE_DIR,
+};
 
 /// Device nodes bound from the host into the sandbox's fresh `/dev`: the
 /// harmless ones every program expects, nothing that reaches hardware.
@@ -69,6 +72,25 @@ pub enum Step {
     ReadOnly(AbsPath),
     /// Make one mount read-only (not its children), e.g. `/dev` once populated.
     SealMount(AbsPath),
+    /// A tmpfs at `target` filled with a copy of the host tree `source`.
+    /// `flag` names the option in errors; `verify` is the manifest digest
+    /// the copy must have; `export` hands the copy's directory to the
+    /// parent (workspace copy-in-out syncs it back after exit).
+    CopyTree {
+        source: AbsPath,
+        target: AbsPath,
+        flag: &'static str,
+        verify: Option<Sha256>,
+        export: bool,
+        read_only: bool,
+    },
+    /// A tmpfs at `/run/secrets` holding each secret, mode 0400, owned by
+    /// the workload's uid and gid; contents come from the executor's inputs.
+    Secrets {
+        secrets: Vec<Secret>,
+        uid: u32,
+        gid: u32,
+    },
     /// Make the root mount read-only, after every mount point exists.
     SealRoot,
 }
@@ -114,6 +136,7 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             link_to: link_to.as_str().to_owned(),
         },
     }));
+    steps.extend(agent_steps(plan));
     steps.push(Step::Proc);
     steps.extend(dev_steps());
     steps.push(Step::Sysfs);
@@ -122,6 +145,54 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
     steps.push(Step::SealMount(path("/dev")));
     if plan.root.read_only {
         steps.push(Step::SealRoot);
+    }
+    steps
+}
+
+fn agent_steps(plan: &Plan) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(ctx) = &plan.context {
+        let target = path(CONTEXT_DIR);
+        steps.push(match ctx.mode {
+            ContextMode::Copy => Step::CopyTree {
+                source: ctx.source.clone(),
+                target,
+                flag: "--context",
+                verify: ctx.verify,
+                export: false,
+                read_only: true,
+            },
+            ContextMode::Bind => Step::Bind {
+                source: ctx.source.clone(),
+                target,
+                read_only: true,
+            },
+        });
+    }
+    if let Some(ws) = &plan.workspace {
+        let target = path(WORKSPACE_DIR);
+        steps.push(match ws.mode {
+            WorkspaceMode::CopyInOut { .. } => Step::CopyTree {
+                source: ws.source.clone(),
+                target,
+                flag: "--workspace",
+                verify: None,
+                export: true,
+                read_only: false,
+            },
+            WorkspaceMode::BindRw | WorkspaceMode::BindRo => Step::Bind {
+                source: ws.source.clone(),
+                target,
+                read_only: ws.mode == WorkspaceMode::BindRo,
+            },
+        });
+    }
+    if !plan.secrets.is_empty() {
+        steps.push(Step::Secrets {
+            secrets: plan.secrets.clone(),
+            uid: plan.ids.uid,
+            gid: plan.ids.gid,
+        });
     }
     steps
 }
@@ -166,7 +237,7 @@ pub fn host_sources(root: &RootSource, steps: &[Step]) -> Vec<AbsPath> {
     root_dir
         .into_iter()
         .chain(steps.iter().filter_map(|s| match s {
-            Step::Bind { source, .. } => Some(source.clone()),
+            Step::Bind { source, .. } | Step::CopyTree { source, .. } => Some(source.clone()),
             Step::DevNode(node) => Some(path(&format!("/dev/{node}"))),
             _ => None,
         }))

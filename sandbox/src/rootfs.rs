@@ -14,9 +14,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use protocol::{AbsPath, RootSource};
+use protocol::{AbsPath, RootSource, SECRETS_DIR};
 
 use crate::error::{Context, Error};
+use crate::inputs::{self, Inputs};
 use crate::mounts::Step;
 use crate::sys;
 
@@ -55,13 +56,17 @@ pub(crate) fn open_path(path: &str) -> io::Result<OwnedFd> {
 pub struct NewRoot {
     root: OwnedFd,
     sources: HashMap<AbsPath, OwnedFd>,
+    /// Secret contents, consumed by the `Secrets` step.
+    secrets: Vec<OwnedFd>,
+    /// The copied workspace, for the parent to sync back.
+    exported: Option<OwnedFd>,
 }
 
 impl NewRoot {
     /// Makes every mount private, opens every host source the steps name
     /// (before anything can shadow them) and mounts the root at the staging
     /// point. Must run in a new mount namespace with CAP_SYS_ADMIN over it.
-    pub fn begin(source: &RootSource, steps: &[Step]) -> Result<NewRoot, Error> {
+    pub fn begin(source: &RootSource, steps: &[Step], inputs: Inputs) -> Result<NewRoot, Error> {
         // Nothing we mount may propagate back to the host's namespace.
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
             .step(|| "making / private".into())?;
@@ -71,13 +76,71 @@ impl NewRoot {
             sources.insert(src, fd);
         }
         let root = mount_root(source, &sources)?;
-        Ok(NewRoot { root, sources })
+        Ok(NewRoot {
+            root,
+            sources,
+            secrets: inputs.secrets,
+            exported: None,
+        })
     }
 
-    pub fn apply(&self, steps: &[Step]) -> Result<(), Error> {
-        steps
-            .iter()
-            .try_for_each(|step| apply(step, &self.root, &self.sources))
+    pub fn apply(&mut self, steps: &[Step]) -> Result<(), Error> {
+        steps.iter().try_for_each(|step| self.apply_one(step))
+    }
+
+    /// The directory of the exported copy (see `Step::CopyTree`), once.
+    pub fn take_exported(&mut self) -> Option<OwnedFd> {
+        self.exported.take()
+    }
+
+    fn apply_one(&mut self, step: &Step) -> Result<(), Error> {
+        match step {
+            Step::CopyTree {
+                source,
+                target,
+                flag,
+                verify,
+                export,
+                read_only,
+            } => {
+                let dir = self.fresh_tmpfs(target, 0o755)?;
+                let src = source_fd(&self.sources, source)?;
+                inputs::copy_tree(src.as_fd(), dir.as_fd(), flag, *verify)?;
+                if *read_only {
+                    sys::mount_setattr(dir.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
+                        .step(|| format!("making {target} read-only"))?;
+                }
+                if *export {
+                    self.exported = Some(dir);
+                }
+                Ok(())
+            }
+            Step::Secrets { secrets, uid, gid } => {
+                let target = abs(SECRETS_DIR)?;
+                let dir = self.fresh_tmpfs(&target, 0o700)?;
+                let fds = std::mem::take(&mut self.secrets);
+                inputs::place_secrets(dir.as_fd(), secrets, fds, *uid, *gid)?;
+                sys::mount_setattr(dir.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
+                    .step(|| format!("making {target} read-only"))
+            }
+            other => apply(other, &self.root, &self.sources),
+        }
+    }
+
+    /// Mounts an empty tmpfs at `target` and opens it as a directory.
+    fn fresh_tmpfs(&self, target: &AbsPath, mode: u32) -> Result<OwnedFd, Error> {
+        let flags = libc::MS_NOSUID | libc::MS_NODEV;
+        fs_mount(
+            &self.root,
+            target,
+            c"tmpfs",
+            flags,
+            &format!("mode={mode:o}"),
+        )
+        .step(|| format!("mounting tmpfs on {target}"))?;
+        let rel = cstr(target.relative()).step(|| target.to_string())?;
+        sys::open_in_root(self.root.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY)
+            .step(|| format!("opening {target}"))
     }
 
     /// Confines the process to the new root; the host's tree becomes unreachable.
@@ -133,6 +196,11 @@ fn source_fd<'a>(
 
 fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Result<(), Error> {
     match step {
+        // These need the sandbox's inputs: `NewRoot::apply_one` handles them.
+        Step::CopyTree { .. } | Step::Secrets { .. } => Err(Error::Setup {
+            step: "agent input step outside NewRoot".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        }),
         Step::Bind {
             source,
             target,

@@ -7,11 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use protocol::{ExitStatus, Plan};
+use protocol::{ExitStatus, Plan, Workspace, WorkspaceMode};
 
 use crate::error::{Context, Error};
+use crate::inputs::Inputs;
 use crate::pty::Relay;
-use crate::{child, idmap, sys};
+use crate::{child, idmap, sys, tree};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +39,33 @@ fn namespace_flags(plan: &Plan) -> u64 {
     flags as u64
 }
 
+fn copies_workspace(plan: &Plan) -> bool {
+    matches!(
+        plan.workspace,
+        Some(Workspace {
+            mode: WorkspaceMode::CopyInOut { .. },
+            ..
+        })
+    )
+}
+
+/// Descriptors the sandbox hands back during setup.
+struct Handed {
+    workspace_copy: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+}
+
 /// Runs `plan` to completion. The calling process must be single-threaded.
-pub fn run(plan: &Plan) -> Result<Outcome, Error> {
+pub fn run(plan: &Plan, inputs: Inputs) -> Result<Outcome, Error> {
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
-    // The sandbox opens its terminal in its own devpts and sends us the master.
-    let console = if plan.process.tty {
-        Some(sys::seqpacket_pair().step(|| "creating the console socket".into())?)
+    // The sandbox sends descriptors back over this: the workspace copy, and
+    // the master of the terminal it opens in its own devpts.
+    let (control, control_child) = if plan.process.tty || copies_workspace(plan) {
+        let (ours, theirs) = sys::seqpacket_pair().step(|| "creating the control socket".into())?;
+        (Some(ours), Some(theirs))
     } else {
-        None
+        (None, None)
     };
     let mut watched = FORWARDED.to_vec();
     watched.push(libc::SIGWINCH);
@@ -55,25 +74,22 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     sys::sigprocmask(libc::SIG_BLOCK, &mask).step(|| "blocking signals".into())?;
     let signals = sys::signalfd(&mask).step(|| "creating a signalfd".into())?;
 
-    let (console, console_child) = match console {
-        Some((ours, theirs)) => (Some(ours), Some(theirs)),
-        None => (None, None),
-    };
     let (pid, pidfd) = match sys::fork_into_namespaces(namespace_flags(plan))
         .step(|| "creating the sandbox namespaces".into())?
     {
         sys::Forked::Child => {
-            drop((go_write, report_read, signals, console));
+            drop((go_write, report_read, signals, control));
             child::run(child::Setup {
                 plan,
                 go: go_read,
                 report: report_write,
-                console: console_child,
+                control: control_child,
+                inputs,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((go_read, report_write, console_child));
+    drop((go_read, report_write, control_child, inputs));
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
@@ -81,17 +97,23 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         go.write_all(b"1")
             .step(|| "signalling the sandbox".into())?;
         drop(go);
-        let master = match &console {
-            Some(sock) => {
-                sys::recv_fd(sock.as_fd()).step(|| "receiving the sandbox's terminal".into())?
+        let receive = |wanted: bool, what: &str| match (&control, wanted) {
+            (Some(sock), true) => {
+                sys::recv_fd(sock.as_fd()).step(|| format!("receiving {what} from the sandbox"))
             }
-            None => None,
+            _ => Ok(None),
         };
+        let workspace_copy = receive(copies_workspace(plan), "the workspace copy")?;
+        let terminal = receive(plan.process.tty, "the terminal")?;
+        // A setup failure closes the socket early: the report says why.
         read_report(report_read)?;
-        Ok(master)
+        Ok(Handed {
+            workspace_copy,
+            terminal,
+        })
     })();
-    let master = match started {
-        Ok(master) => master,
+    let handed = match started {
+        Ok(handed) => handed,
         Err(e) => {
             // Setup failed: the child has exited or is killed now, and is reaped
             // so nothing is left behind.
@@ -101,11 +123,40 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         }
     };
 
-    let relay = match master {
+    let relay = match handed.terminal {
         Some(master) => Some(Relay::start(master)?),
         None => None,
     };
-    supervise(plan, pidfd, signals, relay)
+    let outcome = supervise(plan, pidfd, signals, relay)?;
+    if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
+        sync_workspace(copy, ws, outcome.timed_out)?;
+    }
+    Ok(outcome)
+}
+
+/// Mirrors the sandbox's copy of the workspace back to the host, as the
+/// caller: new and changed files are written, deleted ones removed. The
+/// copy stays readable through its descriptor after the sandbox is gone.
+fn sync_workspace(copy: OwnedFd, ws: &Workspace, timed_out: bool) -> Result<(), Error> {
+    let WorkspaceMode::CopyInOut { sync_on_timeout } = ws.mode else {
+        return Ok(());
+    };
+    if timed_out && !sync_on_timeout {
+        eprintln!("nucleus: the workload timed out: its workspace changes were discarded (--sync-on-timeout keeps them)");
+        return Ok(());
+    }
+    let host = tree::open_root(Path::new(ws.source.as_str()))
+        .step(|| format!("--workspace {}: opening it to sync back", ws.source))?;
+    let stats = tree::mirror(copy.as_fd(), host.as_fd()).map_err(|e| Error::Setup {
+        step: format!("--workspace {}: syncing back {}", ws.source, e.path),
+        source: e.source,
+    })?;
+    tracing::info!(
+        written = stats.written,
+        removed = stats.removed,
+        "workspace synced back"
+    );
+    Ok(())
 }
 
 /// EOF without a message means execve succeeded.

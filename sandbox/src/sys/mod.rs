@@ -1,5 +1,5 @@
 //! Every raw system call the mechanics need, and the only `unsafe` in the
-//! crate. Each wrapper turns the C convention (-1 + errno) into
+//! crate (this module and its submodules: `mount`, `term`, `fs`). Each wrapper turns the C convention (-1 + errno) into
 //! `io::Result` and owns the invariants its SAFETY comment names.
 
 use std::ffi::{CStr, CString};
@@ -7,6 +7,14 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use protocol::SockFilter;
+
+mod fs;
+mod mount;
+mod term;
+
+pub use fs::*;
+pub use mount::*;
+pub use term::*;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -89,163 +97,6 @@ pub fn fork_into_namespaces(ns_flags: u64) -> io::Result<Forked> {
     }
 }
 
-pub fn mount(
-    source: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
-    data: Option<&CStr>,
-) -> io::Result<()> {
-    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: every pointer is either null or a NUL-terminated string that
-    // lives for the duration of the call.
-    let ret = unsafe {
-        libc::mount(
-            ptr(source),
-            target.as_ptr(),
-            ptr(fstype),
-            flags,
-            ptr(data).cast(),
-        )
-    };
-    check_int(ret).map(drop)
-}
-
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// Adds `attr_set` flags to the mount at `fd` (and, if `recursive`, to every
-/// mount below it). Flags are only ever added, so mounts the kernel locked
-/// in a less privileged namespace keep theirs.
-pub fn mount_setattr(fd: BorrowedFd<'_>, attr_set: u64, recursive: bool) -> io::Result<()> {
-    let mut attr = MountAttr {
-        attr_set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: `attr` is a valid mount_attr of the size passed; the path is
-    // the empty C string, so the kernel acts on `fd` itself.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &mut attr as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    check(ret).map(drop)
-}
-
-/// A detached recursive copy of the mount tree at `source` (open_tree with
-/// OPEN_TREE_CLONE): attributes are set on it before it is attached, so it
-/// never appears in the namespace with the wrong flags.
-pub fn clone_tree(source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let flags = libc::OPEN_TREE_CLONE
-        | libc::OPEN_TREE_CLOEXEC
-        | libc::AT_RECURSIVE as u32
-        | libc::AT_EMPTY_PATH as u32;
-    // SAFETY: the path is the empty C string, so the kernel acts on `source`.
-    owned(unsafe { libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags) })
-}
-
-/// Attaches a detached tree on top of the directory (or file) `target`.
-pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
-    // SAFETY: both paths are the empty C string, so the kernel acts on the descriptors.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-        )
-    })
-    .map(drop)
-}
-
-/// openat2 with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: `path` is resolved
-/// as if `root` were `/`, so no symlink inside a root can lead out of it.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let mut how: libc::open_how = open_how(flags);
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: `how` is a valid open_how of the size passed and `path` is a
-    // NUL-terminated string that outlives the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &mut how as *mut libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    owned(ret)
-}
-
-fn open_how(flags: libc::c_int) -> libc::open_how {
-    // SAFETY: open_how is a plain C struct for which all-zero is valid.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how
-}
-
-pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    check_int(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
-}
-
-pub fn symlinkat(to: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: both strings are NUL-terminated and outlive the call.
-    check_int(unsafe { libc::symlinkat(to.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
-}
-
-/// Creates an empty regular file to serve as a mount point for a file bind.
-pub fn create_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-    // SAFETY: `name` is NUL-terminated; the returned descriptor is closed at once.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o644) };
-    owned(fd as libc::c_long).map(drop)
-}
-
-pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    // SAFETY: stat is a plain C struct; the kernel fills it on success.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat buffer.
-    check_int(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st)
-}
-
-pub fn pivot_root_here() -> io::Result<()> {
-    // SAFETY: both arguments are the static C string ".".
-    check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) }).map(drop)
-}
-
-pub fn umount_detach(target: &CStr) -> io::Result<()> {
-    // SAFETY: `target` is NUL-terminated and outlives the call.
-    check_int(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(drop)
-}
-
-pub fn chroot(path: &CStr) -> io::Result<()> {
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    check_int(unsafe { libc::chroot(path.as_ptr()) }).map(drop)
-}
-
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes.
     check_int(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
@@ -300,6 +151,7 @@ pub fn capset_empty() -> io::Result<()> {
 }
 
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+
 const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
 
 #[repr(C)]
@@ -577,164 +429,6 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     check_int(ret).map(|n| n as usize)
 }
 
-/// A connected pair of AF_UNIX SOCK_SEQPACKET sockets, close-on-exec.
-pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [-1; 2];
-    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
-    // SAFETY: `fds` has room for the two descriptors the kernel writes.
-    check_int(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: socketpair succeeded, so both descriptors are new and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-const FD_CMSG_SPACE: usize = 32;
-
-/// A message header over `iov` (one byte) and `control`; the caller keeps
-/// both alive while the header is in use.
-fn fd_msghdr(iov: &mut libc::iovec, control: &mut [u8; FD_CMSG_SPACE]) -> libc::msghdr {
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
-    msg
-}
-
-/// Sends one descriptor (SCM_RIGHTS) with a one-byte message.
-pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; FD_CMSG_SPACE];
-    let mut msg = fd_msghdr(&mut iov, &mut control);
-    // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    // SAFETY: msg_control points at `control`, which is large enough for one
-    // descriptor, so CMSG_FIRSTHDR is non-null and its data fits.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
-    }
-    // SAFETY: `msg` and everything it points to outlive the call.
-    let sent = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    check(sent as libc::c_long).map(drop)
-}
-
-/// Receives one descriptor sent by [`send_fd`]; `None` if the peer closed
-/// the socket without sending.
-pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; FD_CMSG_SPACE];
-    let mut msg = fd_msghdr(&mut iov, &mut control);
-    // SAFETY: `msg` describes buffers that outlive the call; received
-    // descriptors are made close-on-exec.
-    let n = check(
-        unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) }
-            as libc::c_long,
-    )?;
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the kernel filled `control` up to msg_controllen; CMSG_FIRSTHDR
-    // returns null when there is no control message.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: a non-null cmsg points into `control`.
-    if cmsg.is_null() || unsafe { (*cmsg).cmsg_type } != libc::SCM_RIGHTS {
-        return Err(io::Error::from_raw_os_error(libc::EBADMSG));
-    }
-    // SAFETY: an SCM_RIGHTS message carries at least one descriptor, which
-    // the kernel installed in our table and we now own.
-    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()) };
-    // SAFETY: see above: the descriptor is new and ours.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// Opens a new pseudo-terminal pair on the devpts behind `/dev/ptmx`:
-/// (master, slave). Called inside the sandbox, so the slave belongs to the
-/// sandbox's own devpts instance and has a name there.
-pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
-    // SAFETY: posix_openpt with constant flags returns a new descriptor or -1.
-    let master =
-        owned(
-            unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) }
-                as libc::c_long,
-        )?;
-    let mut unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK takes a pointer to an int.
-    check_int(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) })?;
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: TIOCGPTPEER returns a new descriptor for the peer of this master,
-    // without a path lookup, so it cannot be redirected.
-    let slave = owned(
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) } as libc::c_long,
-    )?;
-    Ok((master, slave))
-}
-
-pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
-    // SAFETY: winsize is plain data.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes a winsize into the buffer we pass.
-    check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
-    Ok(ws)
-}
-
-pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer we pass.
-    check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) }).map(drop)
-}
-
-pub fn tcgetattr(fd: BorrowedFd<'_>) -> io::Result<libc::termios> {
-    // SAFETY: termios is plain data.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `t` is a writable termios.
-    check_int(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
-    Ok(t)
-}
-
-pub fn tcsetattr(fd: BorrowedFd<'_>, t: &libc::termios) -> io::Result<()> {
-    // SAFETY: `t` is a valid termios.
-    check_int(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSADRAIN, t) }).map(drop)
-}
-
-pub fn make_raw(t: &mut libc::termios) {
-    // SAFETY: cfmakeraw only edits the struct we pass.
-    unsafe { libc::cfmakeraw(t) };
-}
-
-pub fn isatty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the descriptor number.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
-/// Makes the calling process a session leader with `tty` as its
-/// controlling terminal.
-pub fn setsid_with_ctty(tty: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    // SAFETY: no arguments.
-    check_int(unsafe { libc::setsid() })?;
-    if let Some(tty) = tty {
-        // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
-        check_int(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) })?;
-    }
-    Ok(())
-}
-
-pub fn dup2(from: BorrowedFd<'_>, to: RawFd) -> io::Result<()> {
-    // SAFETY: integer arguments; `to` is one of the stdio numbers, which the
-    // process owns by convention.
-    check_int(unsafe { libc::dup2(from.as_raw_fd(), to) }).map(drop)
-}
-
 pub fn getuid() -> u32 {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::getuid() }
@@ -750,10 +444,4 @@ pub fn getgid() -> u32 {
 pub fn exit_now(code: libc::c_int) -> ! {
     // SAFETY: _exit never returns and takes an integer.
     unsafe { libc::_exit(code) }
-}
-
-/// A raw descriptor number as a borrowed fd, for stdio.
-pub fn stdio(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: 0, 1 and 2 stay open for the life of the process by convention.
-    unsafe { BorrowedFd::borrow_raw(fd) }
 }
