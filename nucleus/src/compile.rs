@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
     AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
     LandlockRule, Limits, Mount, Namespaces, NetworkMode, Plan, Process, RootFs, RootSource,
-    SandboxName, Security, Timeout,
+    SandboxName, Security, Timeout, MAX_COPY_BYTES,
 };
 
 use crate::cli::{RunSpec, UserNs};
@@ -169,25 +169,26 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
         }
     }
     for entry in HOST_ETC {
-        // Follow symlinks on the host (resolv.conf often points into /run)
-        // and bind what they point to.
-        let Ok(meta) = fs::symlink_metadata(entry) else {
+        // Follow symlinks on the host (resolv.conf often points into /run):
+        // directories are bound, small files copied (a mount costs more).
+        let Ok(real) = fs::canonicalize(entry) else {
             continue;
         };
-        let real = if meta.file_type().is_symlink() {
-            let Ok(real) = fs::canonicalize(entry) else {
-                continue;
-            };
-            real
-        } else {
-            entry.into()
+        let Ok(meta) = fs::metadata(&real) else {
+            continue;
         };
-        let source = real.to_str().and_then(|s| AbsPath::try_from(s).ok());
-        let Some(source) = source else { continue };
-        mounts.push(Mount::Bind {
-            source,
-            target: abs(entry)?,
-            read_only: true,
+        let Some(source) = real.to_str().and_then(|s| AbsPath::try_from(s).ok()) else {
+            continue;
+        };
+        let target = abs(entry)?;
+        mounts.push(if meta.is_file() && meta.len() <= MAX_COPY_BYTES {
+            Mount::CopyFile { source, target }
+        } else {
+            Mount::Bind {
+                source,
+                target,
+                read_only: true,
+            }
         });
     }
     // The tmpfs root holds nothing but mount points: always read-only.

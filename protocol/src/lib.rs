@@ -25,7 +25,7 @@ pub use names::{Arg, EnvName, Hostname, NameError, SandboxName};
 pub use path::{AbsPath, PathError};
 pub use plan::{
     Argv, IdMap, IdMapping, Limits, Mount, Namespaces, NetworkMode, Plan, PlanError, Process,
-    RootFs, RootSource, Timeout, CONTEXT_DIR, SECRETS_DIR, WORKSPACE_DIR,
+    RootFs, RootSource, Timeout, CONTEXT_DIR, MAX_COPY_BYTES, SECRETS_DIR, WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

@@ -176,12 +176,23 @@ pub enum Mount {
         target: AbsPath,
         link_to: Arg,
     },
+    /// A small host file copied into the root (a snapshot, cheaper than a
+    /// mount: `/etc/passwd`, `/etc/hosts`, ...). At most [`MAX_COPY_BYTES`].
+    CopyFile {
+        source: AbsPath,
+        target: AbsPath,
+    },
 }
+
+/// Largest file a `Mount::CopyFile` copies.
+pub const MAX_COPY_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Mount {
     pub fn target(&self) -> &AbsPath {
         match self {
-            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Bind { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::CopyFile { target, .. } => target,
             Mount::Symlink { target, .. } => target,
         }
     }

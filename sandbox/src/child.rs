@@ -91,6 +91,11 @@ fn setup_and_exec(
     // The sandbox dies with its parent, even if the parent is SIGKILLed.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .step(|| "setting the parent-death signal".into())?;
+    // Needs only the capabilities the new user namespace already grants,
+    // not the id maps: start it while the parent writes them.
+    let network = match plan.network {
+        NetworkMode::None => net::create_in_background()?,
+    };
     let mut byte = [0u8; 1];
     let n = std::fs::File::from(go)
         .read(&mut byte)
@@ -100,9 +105,6 @@ fn setup_and_exec(
         sys::exit_now(125);
     }
 
-    let network = match plan.network {
-        NetworkMode::None => net::create_in_background()?,
-    };
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
     let steps = mounts::steps(plan);
     let mut root = rootfs::NewRoot::begin(&plan.root.source, &steps, inputs)?;

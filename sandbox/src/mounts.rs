@@ -58,6 +58,11 @@ pub enum Step {
         target: AbsPath,
         link_to: String,
     },
+    /// A copy of a small host file, created in the root.
+    CopyFile {
+        source: AbsPath,
+        target: AbsPath,
+    },
     /// A fresh procfs for the sandbox's pid namespace.
     Proc,
     /// sysfs of the sandbox's network namespace, read-only.
@@ -134,6 +139,10 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
         Mount::Symlink { target, link_to } => Step::Symlink {
             target: target.clone(),
             link_to: link_to.as_str().to_owned(),
+        },
+        Mount::CopyFile { source, target } => Step::CopyFile {
+            source: source.clone(),
+            target: target.clone(),
         },
     }));
     steps.extend(agent_steps(plan));
@@ -237,7 +246,9 @@ pub fn host_sources(root: &RootSource, steps: &[Step]) -> Vec<AbsPath> {
     root_dir
         .into_iter()
         .chain(steps.iter().filter_map(|s| match s {
-            Step::Bind { source, .. } | Step::CopyTree { source, .. } => Some(source.clone()),
+            Step::Bind { source, .. }
+            | Step::CopyTree { source, .. }
+            | Step::CopyFile { source, .. } => Some(source.clone()),
             Step::DevNode(node) => Some(path(&format!("/dev/{node}"))),
             _ => None,
         }))

@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use protocol::{AbsPath, RootSource, SECRETS_DIR};
+use protocol::{AbsPath, RootSource, MAX_COPY_BYTES, SECRETS_DIR};
 
 use crate::error::{Context, Error};
 use crate::inputs::{self, Inputs};
@@ -269,6 +269,10 @@ fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Re
             "newinstance,ptmxmode=0666,mode=0620",
         )
         .step(|| "mounting /dev/pts".into()),
+        Step::CopyFile { source, target } => {
+            let src = source_fd(sources, source)?;
+            copy_file(root, src, target).step(|| format!("copying {source} to {target}"))
+        }
         Step::Mask(path) => mask(root, path).step(|| format!("masking {path}")),
         Step::ReadOnly(path) => read_only(root, path).step(|| format!("making {path} read-only")),
         Step::SealMount(path) => {
@@ -345,6 +349,25 @@ fn fs_mount(
         flags,
         Some(&data),
     )
+}
+
+fn copy_file(root: &OwnedFd, source: &OwnedFd, target: &AbsPath) -> io::Result<()> {
+    // The source was opened O_PATH; reopen it for reading through /proc,
+    // which still shows the host's view before pivot_root.
+    let from = std::fs::File::open(format!("/proc/self/fd/{}", source.as_raw_fd()))?;
+    let st = sys::fstat(from.as_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 > MAX_COPY_BYTES {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let parent_path = target
+        .parent()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent = ensure(root, &parent_path, false)?;
+    let name = cstr(target.components().last().unwrap_or("."))?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    let to = sys::open_at(parent.as_fd(), &name, flags, 0o600)?;
+    sys::copy_file_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
+    sys::fchmod(to.as_fd(), st.st_mode & 0o7777)
 }
 
 fn symlink(root: &OwnedFd, target: &AbsPath, link_to: &str) -> io::Result<()> {
