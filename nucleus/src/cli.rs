@@ -21,6 +21,9 @@ options:
   --time-namespace           give the sandbox its own time namespace
   --rootfs DIR               use DIR as the root instead of host binds
   --read-only                make the root filesystem read-only
+  --overlay                  an overlay over the root: writes go to a tmpfs
+                             and vanish with the sandbox
+  --overlay-dir DIR          like --overlay, but keep the writes in DIR
   --allow-chroot-fallback    chroot if pivot_root is impossible (agent mode)
   --allow-degraded-security  warn instead of failing when a mechanism is
                              missing from the kernel (agent mode)
@@ -73,6 +76,8 @@ pub struct RunSpec {
     pub time_namespace: bool,
     pub rootfs: Option<PathBuf>,
     pub read_only: bool,
+    pub overlay: bool,
+    pub overlay_dir: Option<PathBuf>,
     pub allow_chroot_fallback: bool,
     pub allow_degraded_security: bool,
     /// `-e` entries in order: (name, value); `None` copies the caller's.
@@ -123,6 +128,8 @@ impl RunSpec {
             time_namespace: false,
             rootfs: None,
             read_only: false,
+            overlay: false,
+            overlay_dir: None,
             allow_chroot_fallback: false,
             allow_degraded_security: false,
             env: Vec::new(),
@@ -187,6 +194,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("time-namespace") => spec.time_namespace = true,
             Long("rootfs") => spec.rootfs = Some(parser.value()?.into()),
             Long("read-only") => spec.read_only = true,
+            Long("overlay") => spec.overlay = true,
+            Long("overlay-dir") => spec.overlay_dir = Some(parser.value()?.into()),
             Long("allow-chroot-fallback") => spec.allow_chroot_fallback = true,
             Long("allow-degraded-security") => spec.allow_degraded_security = true,
             Short('e') | Long("env") => {

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
     AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
-    LandlockRule, Limits, Mount, Namespaces, NetworkMode, Plan, Process, RootFs, RootSource,
-    SandboxName, Security, Timeout, MAX_COPY_BYTES,
+    LandlockRule, Limits, Mount, Namespaces, NetworkMode, OverlayUpper, Plan, Process, RootFs,
+    RootSource, SandboxName, Security, Timeout, MAX_COPY_BYTES,
 };
 
 use crate::cli::{RunSpec, UserNs};
@@ -135,14 +135,64 @@ fn ids(mode: UserNs, caller: Caller) -> Result<IdMapping> {
 }
 
 /// The root and the mounts that furnish it.
+/// A host directory in the default root: read-only, or the lower layer of
+/// an overlay when the root is one.
+fn host_dir(source: AbsPath, target: AbsPath, overlay: bool) -> Mount {
+    if overlay {
+        Mount::Overlay {
+            lower: source,
+            target,
+        }
+    } else {
+        Mount::Bind {
+            source,
+            target,
+            read_only: true,
+        }
+    }
+}
+
+/// `--overlay` / `--overlay-dir`: where the root's writes go.
+fn overlay_upper(spec: &RunSpec) -> Result<Option<OverlayUpper>> {
+    match (&spec.overlay_dir, spec.overlay) {
+        (Some(dir), _) => {
+            let flag = || format!("--overlay-dir {}", dir.display());
+            let canonical = canonical_dir(dir).with_context(flag)?;
+            let magic =
+                sandbox::filesystem_magic(Path::new(canonical.as_str())).with_context(flag)?;
+            if let Some(kind) = unsuitable_upper(magic) {
+                bail!("{}: it is on {kind}, which cannot hold an overlay's upper layer; use a directory on a local filesystem (ext4, xfs, btrfs, tmpfs)", flag());
+            }
+            Ok(Some(OverlayUpper::Directory(canonical)))
+        }
+        (None, true) => Ok(Some(OverlayUpper::Tmpfs)),
+        (None, false) => Ok(None),
+    }
+}
+
+/// Filesystems overlayfs refuses (or mishandles) as an upper layer.
+fn unsuitable_upper(magic: i64) -> Option<&'static str> {
+    match magic {
+        0x794c_7630 => Some("overlayfs"),
+        0x6573_5546 => Some("a FUSE filesystem"),
+        0x6969 => Some("NFS"),
+        0xff53_4d42 | 0xfe53_4d42 => Some("SMB"),
+        0x0102_1997 => Some("9p"),
+        0x9fa0 => Some("procfs"),
+        0x6265_6572 => Some("sysfs"),
+        _ => None,
+    }
+}
+
 fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
+    let overlay = overlay_upper(spec)?;
     if let Some(dir) = &spec.rootfs {
         let canonical =
             canonical_dir(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
         let root = RootFs {
             source: RootSource::Directory(canonical),
-            read_only: spec.read_only,
-            overlay: None,
+            read_only: spec.read_only && overlay.is_none(),
+            overlay,
         };
         return Ok((root, Vec::new()));
     }
@@ -161,16 +211,12 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
                 .ok_or_else(|| anyhow!("host symlink {dir} has an unusable target"))?;
             mounts.push(Mount::Symlink { target, link_to });
         } else if meta.is_dir() {
-            mounts.push(Mount::Bind {
-                source: target.clone(),
-                target,
-                read_only: true,
-            });
+            mounts.push(host_dir(target.clone(), target, overlay.is_some()));
         }
     }
     for entry in HOST_ETC {
         // Follow symlinks on the host (resolv.conf often points into /run):
-        // directories are bound, small files copied (a mount costs more).
+        // directories are mounted, small files copied (a mount costs more).
         let Ok(real) = fs::canonicalize(entry) else {
             continue;
         };
@@ -184,18 +230,15 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
         mounts.push(if meta.is_file() && meta.len() <= MAX_COPY_BYTES {
             Mount::CopyFile { source, target }
         } else {
-            Mount::Bind {
-                source,
-                target,
-                read_only: true,
-            }
+            host_dir(source, target, overlay.is_some())
         });
     }
-    // The tmpfs root holds nothing but mount points: always read-only.
+    // The tmpfs root holds nothing but mount points: read-only, unless it
+    // is an overlay root, which takes writes anywhere.
     let root = RootFs {
         source: RootSource::Tmpfs,
-        read_only: true,
-        overlay: None,
+        read_only: overlay.is_none(),
+        overlay,
     };
     Ok((root, mounts))
 }
@@ -327,8 +370,8 @@ fn landlock(root: &RootFs, volumes: &[Mount], writable: &[AbsPath]) -> Result<La
     let file_write = FsAccess::READ
         .union(FsAccess::WRITE_FILE)
         .union(FsAccess::TRUNCATE);
-    let root_access = match (&root.source, root.read_only) {
-        (RootSource::Directory(_), false) => rw,
+    let root_access = match (&root.source, root.read_only, &root.overlay) {
+        (_, _, Some(_)) | (RootSource::Directory(_), false, None) => rw,
         _ => FsAccess::READ_EXECUTE,
     };
     let mut rules = vec![

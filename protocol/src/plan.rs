@@ -54,6 +54,8 @@ pub enum PlanError {
     LandlockAccess(u64),
     #[error("landlock rule for {0} grants rights the ruleset does not handle")]
     LandlockUnhandled(AbsPath),
+    #[error("an overlay mount needs an overlay root to store its writes")]
+    OverlayWithoutStorage,
     #[error("context integrity can only be verified for a copied context")]
     VerifyBind,
     #[error("two secrets are named {0}")]
@@ -182,6 +184,12 @@ pub enum Mount {
         source: AbsPath,
         target: AbsPath,
     },
+    /// A host directory as the read-only lower layer of an overlay whose
+    /// writes go to the root's overlay storage (only with `RootFs::overlay`).
+    Overlay {
+        lower: AbsPath,
+        target: AbsPath,
+    },
 }
 
 /// Largest file a `Mount::CopyFile` copies.
@@ -192,7 +200,8 @@ impl Mount {
         match self {
             Mount::Bind { target, .. }
             | Mount::Tmpfs { target, .. }
-            | Mount::CopyFile { target, .. } => target,
+            | Mount::CopyFile { target, .. }
+            | Mount::Overlay { target, .. } => target,
             Mount::Symlink { target, .. } => target,
         }
     }
@@ -319,6 +328,13 @@ impl Plan {
         validate_ids(&self.ids)?;
         validate_mounts(&self.mounts, &self.agent_dirs())?;
         validate_agent(self)?;
+        let overlays = self
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Overlay { .. }));
+        if overlays && self.root.overlay.is_none() {
+            return Err(PlanError::OverlayWithoutStorage);
+        }
         validate_counts(self)?;
         let handled = self.security.landlock.handled;
         for rule in &self.security.landlock.rules {

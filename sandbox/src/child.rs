@@ -107,7 +107,7 @@ fn setup_and_exec(
 
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
     let steps = mounts::steps(plan);
-    let mut root = rootfs::NewRoot::begin(&plan.root.source, &steps, inputs)?;
+    let mut root = rootfs::NewRoot::begin(&plan.root, &steps, inputs)?;
     // sysfs shows the mounting thread's network namespace: join it first.
     let (before_sysfs, rest) = steps.split_at(
         steps

@@ -20,6 +20,7 @@ mod inputs;
 mod landlock;
 pub mod mounts;
 mod net;
+mod overlay;
 mod pty;
 mod rootfs;
 mod supervise;
@@ -40,6 +41,11 @@ pub fn landlock_abi() -> Option<u32> {
 /// The calling process's real uid and gid.
 pub fn caller_ids() -> (u32, u32) {
     (sys::getuid(), sys::getgid())
+}
+
+/// The `f_type` magic number of the filesystem holding `path`.
+pub fn filesystem_magic(path: &std::path::Path) -> std::io::Result<i64> {
+    sys::statfs_magic(path)
 }
 
 /// Whether `fd` is a terminal.

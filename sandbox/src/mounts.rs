@@ -2,8 +2,8 @@
 //! list of mount steps that `rootfs` applies. Tests compare exact lists.
 
 use protocol::{
-    AbsPath, ContextMode, Mount, Plan, RootSource, Secret, Sha256, WorkspaceMode, CONTEXT_DIR,
-    WORKSPACE_DIR,
+    AbsPath, ContextMode, Mount, OverlayUpper, Plan, RootFs, RootSource, Secret, Sha256,
+    WorkspaceMode, CONTEXT_DIR, WORKSPACE_DIR,
 };
 
 /// Device nodes bound from the host into the sandbox's fresh `/dev`: the
@@ -61,6 +61,11 @@ pub enum Step {
     /// A copy of a small host file, created in the root.
     CopyFile {
         source: AbsPath,
+        target: AbsPath,
+    },
+    /// An overlay with the host directory `lower` below, writes to storage.
+    Overlay {
+        lower: AbsPath,
         target: AbsPath,
     },
     /// A fresh procfs for the sandbox's pid namespace.
@@ -144,6 +149,10 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             source: source.clone(),
             target: target.clone(),
         },
+        Mount::Overlay { lower, target } => Step::Overlay {
+            lower: lower.clone(),
+            target: target.clone(),
+        },
     }));
     steps.extend(agent_steps(plan));
     steps.push(Step::Proc);
@@ -152,7 +161,7 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
     steps.extend(MASKED.iter().map(|p| Step::Mask(path(p))));
     steps.extend(READ_ONLY.iter().map(|p| Step::ReadOnly(path(p))));
     steps.push(Step::SealMount(path("/dev")));
-    if plan.root.read_only {
+    if plan.root.read_only && plan.root.overlay.is_none() {
         steps.push(Step::SealRoot);
     }
     steps
@@ -238,17 +247,23 @@ fn dev_steps() -> Vec<Step> {
 
 /// Host paths the root and the steps bind from, each to be opened before
 /// the staging mount can shadow it.
-pub fn host_sources(root: &RootSource, steps: &[Step]) -> Vec<AbsPath> {
-    let root_dir = match root {
+pub fn host_sources(root: &RootFs, steps: &[Step]) -> Vec<AbsPath> {
+    let root_dir = match &root.source {
         RootSource::Directory(dir) => Some(dir.clone()),
         RootSource::Tmpfs => None,
     };
+    let storage = match &root.overlay {
+        Some(OverlayUpper::Directory(dir)) => Some(dir.clone()),
+        _ => None,
+    };
     root_dir
         .into_iter()
+        .chain(storage)
         .chain(steps.iter().filter_map(|s| match s {
             Step::Bind { source, .. }
             | Step::CopyTree { source, .. }
-            | Step::CopyFile { source, .. } => Some(source.clone()),
+            | Step::CopyFile { source, .. }
+            | Step::Overlay { lower: source, .. } => Some(source.clone()),
             Step::DevNode(node) => Some(path(&format!("/dev/{node}"))),
             _ => None,
         }))
@@ -318,7 +333,7 @@ mod tests {
     fn host_sources_include_root_dir_and_dev_nodes() {
         let mut plan = protocol::testing::sample_plan();
         plan.root.source = RootSource::Directory(AbsPath::try_from("/srv/root").unwrap());
-        let sources = host_sources(&plan.root.source, &steps(&plan));
+        let sources = host_sources(&plan.root, &steps(&plan));
         assert_eq!(sources[0].as_str(), "/srv/root");
         assert!(sources.iter().any(|s| s.as_str() == "/dev/null"));
     }

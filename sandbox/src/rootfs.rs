@@ -14,12 +14,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use protocol::{AbsPath, RootSource, MAX_COPY_BYTES, SECRETS_DIR};
+use protocol::{AbsPath, RootFs, RootSource, MAX_COPY_BYTES, SECRETS_DIR};
 
 use crate::error::{Context, Error};
 use crate::inputs::{self, Inputs};
 use crate::mounts::Step;
-use crate::sys;
+use crate::{overlay, sys};
 
 /// Where the new root is assembled. Any directory works: the mount only
 /// exists in the sandbox's own mount namespace and the host sources were
@@ -55,6 +55,8 @@ pub(crate) fn open_path(path: &str) -> io::Result<OwnedFd> {
 #[derive(Debug)]
 pub struct NewRoot {
     root: OwnedFd,
+    /// Where the root is mounted before pivot_root.
+    path: String,
     sources: HashMap<AbsPath, OwnedFd>,
     /// Secret contents, consumed by the `Secrets` step.
     secrets: Vec<OwnedFd>,
@@ -66,18 +68,26 @@ impl NewRoot {
     /// Makes every mount private, opens every host source the steps name
     /// (before anything can shadow them) and mounts the root at the staging
     /// point. Must run in a new mount namespace with CAP_SYS_ADMIN over it.
-    pub fn begin(source: &RootSource, steps: &[Step], inputs: Inputs) -> Result<NewRoot, Error> {
+    pub fn begin(plan_root: &RootFs, steps: &[Step], inputs: Inputs) -> Result<NewRoot, Error> {
         // Nothing we mount may propagate back to the host's namespace.
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
             .step(|| "making / private".into())?;
         let mut sources = HashMap::new();
-        for src in crate::mounts::host_sources(source, steps) {
+        for src in crate::mounts::host_sources(plan_root, steps) {
             let fd = open_path(src.as_str()).step(|| format!("opening host path {src}"))?;
             sources.insert(src, fd);
         }
-        let root = mount_root(source, &sources)?;
+        let path = match &plan_root.overlay {
+            None => mount_root(&plan_root.source, &sources)?,
+            Some(upper) => overlay::mount_root(STAGING, &plan_root.source, upper, &sources)?,
+        };
+        let root = open_path(&path).step(|| "opening the new root".into())?;
+        let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        sys::mount_setattr(root.as_fd(), attrs, true)
+            .step(|| "setting nosuid,nodev on the root".into())?;
         Ok(NewRoot {
             root,
+            path,
             sources,
             secrets: inputs.secrets,
             exported: None,
@@ -123,6 +133,14 @@ impl NewRoot {
                 sys::mount_setattr(dir.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
                     .step(|| format!("making {target} read-only"))
             }
+            Step::Overlay { lower, target } => {
+                let fd = source_fd(&self.sources, lower)?;
+                let target_fd =
+                    ensure(&self.root, target, false).step(|| format!("creating {target}"))?;
+                let at = format!("/proc/self/fd/{}", target_fd.as_raw_fd());
+                overlay::mount_layer(STAGING, fd, &at, &overlay::layer_name(target))
+                    .step(|| format!("mounting an overlay of {lower} on {target}"))
+            }
             other => apply(other, &self.root, &self.sources),
         }
     }
@@ -146,11 +164,12 @@ impl NewRoot {
     /// Confines the process to the new root; the host's tree becomes unreachable.
     pub fn enter(self, allow_chroot_fallback: bool) -> Result<Confinement, Error> {
         drop(self.sources);
-        enter(allow_chroot_fallback)
+        enter(&self.path, allow_chroot_fallback)
     }
 }
 
-fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Result<OwnedFd, Error> {
+/// Mounts the root at the staging point; returns that path.
+fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Result<String, Error> {
     let staging = cstr(STAGING).step(|| "staging path".into())?;
     match source {
         RootSource::Tmpfs => sys::mount(
@@ -174,14 +193,7 @@ fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Resul
             .step(|| format!("binding rootfs {dir}"))?;
         }
     }
-    let root = open_path(STAGING).step(|| "opening the new root".into())?;
-    sys::mount_setattr(
-        root.as_fd(),
-        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
-        true,
-    )
-    .step(|| "setting nosuid,nodev on the root".into())?;
-    Ok(root)
+    Ok(STAGING.to_owned())
 }
 
 fn source_fd<'a>(
@@ -197,7 +209,7 @@ fn source_fd<'a>(
 fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Result<(), Error> {
     match step {
         // These need the sandbox's inputs: `NewRoot::apply_one` handles them.
-        Step::CopyTree { .. } | Step::Secrets { .. } => Err(Error::Setup {
+        Step::CopyTree { .. } | Step::Secrets { .. } | Step::Overlay { .. } => Err(Error::Setup {
             step: "agent input step outside NewRoot".into(),
             source: io::Error::from_raw_os_error(libc::EINVAL),
         }),
@@ -364,7 +376,9 @@ fn copy_file(root: &OwnedFd, source: &OwnedFd, target: &AbsPath) -> io::Result<(
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
     let name = cstr(target.components().last().unwrap_or("."))?;
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    // O_TRUNC, not O_EXCL: a kept overlay root (--overlay-dir) already has
+    // last run's copy. open_at adds O_NOFOLLOW, so a planted link is refused.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
     let to = sys::open_at(parent.as_fd(), &name, flags, 0o600)?;
     sys::copy_file_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
     sys::fchmod(to.as_fd(), st.st_mode & 0o7777)
@@ -376,7 +390,17 @@ fn symlink(root: &OwnedFd, target: &AbsPath, link_to: &str) -> io::Result<()> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
     let name = cstr(target.components().last().unwrap_or("."))?;
-    sys::symlinkat(&cstr(link_to)?, parent.as_fd(), &name)
+    let to = cstr(link_to)?;
+    match sys::symlinkat(&to, parent.as_fd(), &name) {
+        // A kept overlay root (--overlay-dir) has it from the last run.
+        Err(e)
+            if e.raw_os_error() == Some(libc::EEXIST)
+                && sys::readlink_at(parent.as_fd(), &name).ok() == Some(to) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn mask(root: &OwnedFd, path: &AbsPath) -> io::Result<()> {
@@ -420,8 +444,8 @@ fn abs_io(p: &str) -> io::Result<AbsPath> {
 /// pivot_root into the staging mount and detach the old root, so no path
 /// from the host remains reachable. `pivot_root(".", ".")` stacks the old
 /// root on top of the new one, and the lazy unmount then removes it.
-fn enter(allow_chroot_fallback: bool) -> Result<Confinement, Error> {
-    std::env::set_current_dir(STAGING).step(|| "entering the new root".into())?;
+fn enter(path: &str, allow_chroot_fallback: bool) -> Result<Confinement, Error> {
+    std::env::set_current_dir(path).step(|| "entering the new root".into())?;
     match sys::pivot_root_here() {
         Ok(()) => {
             sys::umount_detach(c".").step(|| "detaching the old root".into())?;

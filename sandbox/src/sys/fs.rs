@@ -172,3 +172,14 @@ pub fn set_times_at(dir: BorrowedFd<'_>, name: &CStr, st: &libc::stat) -> io::Re
     })
     .map(drop)
 }
+
+/// The `f_type` of the filesystem holding `path`.
+pub fn statfs_magic(path: &std::path::Path) -> io::Result<i64> {
+    let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: statfs is plain data; the kernel fills it on success.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is writable.
+    check_int(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    Ok(st.f_type)
+}
