@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use lexopt::prelude::*;
+use protocol::ServiceMode;
 
 pub const USAGE: &str = "\
 usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
@@ -36,6 +37,14 @@ options:
   --name NAME                name of the sandbox
   -t, --tty                  give the command a new pseudo-terminal
   --timeout SECS             kill the sandbox after SECS seconds (exit 124)
+  --memory SIZE              memory ceiling: 512M, 1G, max
+  --cpus N                   CPU time ceiling in CPUs: 0.5, 1.5
+  --pids N                   most processes and threads
+                             (limits go through systemd's user manager, or
+                             the system manager for root)
+  --service-mode MODE        agent (default): missing mechanisms and limits
+                             may be allowed with warnings; strict-agent:
+                             every mechanism and limit must apply
   -h, --help                 show this help
 
 agent inputs:
@@ -89,6 +98,10 @@ pub struct RunSpec {
     pub name: Option<String>,
     pub tty: bool,
     pub timeout_secs: Option<u32>,
+    pub memory: Option<String>,
+    pub cpus: Option<String>,
+    pub pids: Option<String>,
+    pub mode: ServiceMode,
     pub agent: AgentSpec,
 }
 
@@ -140,6 +153,10 @@ impl RunSpec {
             name: None,
             tty: false,
             timeout_secs: None,
+            memory: None,
+            cpus: None,
+            pids: None,
+            mode: ServiceMode::Agent,
             agent: AgentSpec::default(),
         }
     }
@@ -215,6 +232,17 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                 spec.volumes.push(parse_volume(&v)?);
             }
             Long("name") => spec.name = Some(string(parser.value()?, "--name")?),
+            Long("memory") => spec.memory = Some(string(parser.value()?, "--memory")?),
+            Long("cpus") => spec.cpus = Some(string(parser.value()?, "--cpus")?),
+            Long("pids") => spec.pids = Some(string(parser.value()?, "--pids")?),
+            Long("service-mode") => {
+                let v = string(parser.value()?, "--service-mode")?;
+                spec.mode = match v.as_str() {
+                    "agent" => ServiceMode::Agent,
+                    "strict-agent" => ServiceMode::StrictAgent,
+                    _ => bail!("--service-mode {v}: unknown mode; use agent or strict-agent"),
+                };
+            }
             Short('t') | Long("tty") => spec.tty = true,
             Long("timeout") => {
                 let v = string(parser.value()?, "--timeout")?;

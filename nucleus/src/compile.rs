@@ -14,7 +14,7 @@ use protocol::{
 };
 
 use crate::cli::{RunSpec, UserNs};
-use crate::{agent, seccomp};
+use crate::{agent, limits, modes, seccomp};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -74,6 +74,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         None => AbsPath::root(),
     };
     let plan = Plan {
+        mode: spec.mode,
         name,
         hostname,
         namespaces: Namespaces {
@@ -94,6 +95,13 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
                 .map(Timeout::try_from)
                 .transpose()
                 .map_err(|e| anyhow!("--timeout: {e}"))?,
+            memory: spec
+                .memory
+                .as_deref()
+                .map(limits::parse_memory)
+                .transpose()?,
+            cpus: spec.cpus.as_deref().map(limits::parse_cpus).transpose()?,
+            pids: spec.pids.as_deref().map(limits::parse_pids).transpose()?,
         },
         security: Security {
             seccomp: seccomp::default_program()?,
@@ -107,6 +115,10 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         secrets: agent.secrets,
     };
     plan.validate().context("the plan is invalid")?;
+    let violations = modes::violations(&plan);
+    if !violations.is_empty() {
+        bail!("{} mode forbids: {}", plan.mode, violations.join("; "));
+    }
     let inputs = sandbox::Inputs {
         secrets: agent.secret_fds,
     };

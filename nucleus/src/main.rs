@@ -9,9 +9,12 @@
 mod agent;
 mod cli;
 mod compile;
+mod limits;
+mod modes;
 mod seccomp;
 #[cfg(test)]
 mod seccomp_oci;
+mod systemd;
 
 use std::process::ExitCode;
 
@@ -82,6 +85,34 @@ impl From<sandbox::Error> for Failure {
     }
 }
 
+/// Puts a sandbox that asks for cgroup limits into a systemd scope. Runs
+/// after the fork (zbus starts threads, which must not exist when the
+/// executor forks). Without a manager, agent mode warns and strict modes
+/// refuse.
+fn place_in_cgroup(plan: &protocol::Plan, root: bool, pid: i32) -> Result<(), String> {
+    if !plan.limits.wants_cgroup() {
+        return Ok(());
+    }
+    let name = plan.name.as_ref().map_or("sandbox", |n| n.as_str());
+    let manager = match systemd::Manager::connect(root) {
+        Ok(manager) => manager,
+        Err(e) if !modes::unenforced_limits_are_fatal(plan.mode) => {
+            eprintln!("nucleus: warning: --memory/--cpus/--pids are not enforced: {e:#}");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(format!(
+                "{} mode requires the limits to be enforced, and there is no systemd manager to enforce them: {e:#}",
+                plan.mode
+            ))
+        }
+    };
+    let pid = u32::try_from(pid).map_err(|e| e.to_string())?;
+    manager
+        .place(pid, name, &plan.limits)
+        .map_err(|e| format!("{e:#}"))
+}
+
 fn run() -> Result<u8, Failure> {
     match cli::parse(std::env::args_os())? {
         cli::Command::Help => {
@@ -95,7 +126,8 @@ fn run() -> Result<u8, Failure> {
         cli::Command::Run(spec) => {
             let (uid, gid) = sandbox::caller_ids();
             let (plan, inputs) = compile::compile(&spec, compile::Caller { uid, gid })?;
-            let outcome = sandbox::run(&plan, inputs)?;
+            let mut place = |pid| place_in_cgroup(&plan, uid == 0, pid);
+            let outcome = sandbox::run(&plan, inputs, &mut place)?;
             if outcome.timed_out {
                 return Ok(EXIT_TIMEOUT);
             }

@@ -60,6 +60,8 @@ pub enum PlanError {
     VerifyBind,
     #[error("two secrets are named {0}")]
     DuplicateSecret(String),
+    #[error("{0} limit must be above zero")]
+    ZeroLimit(&'static str),
     #[error("timeout must be at least one second")]
     ZeroTimeout,
 }
@@ -285,10 +287,111 @@ impl From<Timeout> for u32 {
     }
 }
 
+/// A memory ceiling: `max` (none) or a number of bytes, at least one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemoryLimit {
+    Max,
+    Bytes(#[serde(deserialize_with = "at_least_a_page")] u64),
+}
+
+pub const PAGE_BYTES: u64 = 4096;
+
+fn at_least_a_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let bytes = u64::deserialize(d)?;
+    if bytes < PAGE_BYTES {
+        return Err(serde::de::Error::custom("memory limit below one page"));
+    }
+    Ok(bytes)
+}
+
+/// CPU time per wall-clock second, in thousandths of a CPU (1.5 CPUs = 1500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct MilliCpus(NonZeroU32);
+
+impl MilliCpus {
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl TryFrom<u32> for MilliCpus {
+    type Error = PlanError;
+
+    fn try_from(m: u32) -> Result<Self, Self::Error> {
+        NonZeroU32::new(m)
+            .map(MilliCpus)
+            .ok_or(PlanError::ZeroLimit("cpus"))
+    }
+}
+
+impl From<MilliCpus> for u32 {
+    fn from(m: MilliCpus) -> u32 {
+        m.0.get()
+    }
+}
+
+/// The most tasks (processes and threads) the sandbox may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct PidsLimit(NonZeroU32);
+
+impl PidsLimit {
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl TryFrom<u32> for PidsLimit {
+    type Error = PlanError;
+
+    fn try_from(n: u32) -> Result<Self, Self::Error> {
+        NonZeroU32::new(n)
+            .map(PidsLimit)
+            .ok_or(PlanError::ZeroLimit("pids"))
+    }
+}
+
+impl From<PidsLimit> for u32 {
+    fn from(n: PidsLimit) -> u32 {
+        n.0.get()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub timeout: Option<Timeout>,
+    pub memory: Option<MemoryLimit>,
+    pub cpus: Option<MilliCpus>,
+    pub pids: Option<PidsLimit>,
+}
+
+impl Limits {
+    /// Whether any cgroup limit is asked for.
+    pub fn wants_cgroup(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+impl std::fmt::Display for ServiceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceMode::Agent => "agent",
+            ServiceMode::StrictAgent => "strict-agent",
+        })
+    }
+}
+
+/// How strict the sandbox is (DESIGN.md, "Modes"). The rules that follow
+/// from each mode are enforced by the front end before a plan exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceMode {
+    /// Degraded security and chroot fallback allowed with explicit flags;
+    /// unenforceable limits are a warning.
+    Agent,
+    /// Every mechanism must apply; limits must be enforced.
+    StrictAgent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +403,7 @@ pub enum NetworkMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
+    pub mode: ServiceMode,
     pub name: Option<SandboxName>,
     pub hostname: Hostname,
     pub namespaces: Namespaces,

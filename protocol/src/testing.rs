@@ -18,6 +18,7 @@ pub fn sample_plan() -> Plan {
         Arg::try_from("/usr/bin:/bin").unwrap(),
     );
     Plan {
+        mode: ServiceMode::Agent,
         name: Some(SandboxName::try_from("demo").unwrap()),
         hostname: Hostname::try_from("demo").unwrap(),
         namespaces: Namespaces { time: false },
@@ -49,7 +50,12 @@ pub fn sample_plan() -> Plan {
             cwd: AbsPath::root(),
             tty: false,
         },
-        limits: Limits { timeout: None },
+        limits: Limits {
+            timeout: None,
+            memory: None,
+            cpus: None,
+            pids: None,
+        },
         security: Security {
             seccomp: SeccompProgram::try_from(vec![SockFilter {
                 code: 0x06,

@@ -14,6 +14,9 @@ pub enum Error {
     /// The workload could not be executed.
     #[error("cannot execute {program}: {source}")]
     Exec { program: String, source: io::Error },
+    /// The sandbox could not be put into its cgroup.
+    #[error("placing the sandbox in its cgroup: {0}")]
+    Placement(String),
     /// A security mechanism the plan requires is missing from this kernel.
     #[error("{mechanism} is not available on this kernel ({detail}); pass --allow-degraded-security (agent mode only) to run without it")]
     Unsupported {

@@ -31,7 +31,7 @@ pub use error::Error;
 pub use idmap::map_text;
 pub use inputs::Inputs;
 pub use landlock::supported as landlock_supported_access;
-pub use supervise::{run, Outcome};
+pub use supervise::{run, Outcome, Placement};
 
 /// The Landlock ABI of the running kernel, or `None` without Landlock.
 pub fn landlock_abi() -> Option<u32> {

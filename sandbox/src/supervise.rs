@@ -55,8 +55,12 @@ struct Handed {
     terminal: Option<OwnedFd>,
 }
 
+/// Puts the sandbox (its pid in the caller's namespace) into its cgroup
+/// before anything runs in it; the executor decides how.
+pub type Placement<'a> = &'a mut dyn FnMut(libc::pid_t) -> Result<(), String>;
+
 /// Runs `plan` to completion. The calling process must be single-threaded.
-pub fn run(plan: &Plan, inputs: Inputs) -> Result<Outcome, Error> {
+pub fn run(plan: &Plan, inputs: Inputs, place: Placement<'_>) -> Result<Outcome, Error> {
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
@@ -93,6 +97,7 @@ pub fn run(plan: &Plan, inputs: Inputs) -> Result<Outcome, Error> {
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
+        place(pid).map_err(Error::Placement)?;
         let mut go = std::fs::File::from(go_write);
         go.write_all(b"1")
             .step(|| "signalling the sandbox".into())?;

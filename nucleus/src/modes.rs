@@ -1,0 +1,51 @@
+//! The service modes' invariants (DESIGN.md, "Modes"), enforced in one
+//! place: a pure function from the requested plan to the list of its
+//! violations.
+
+use protocol::{Plan, ServiceMode};
+
+/// Everything `plan` asks for that its mode forbids; empty when it may run.
+pub fn violations(plan: &Plan) -> Vec<String> {
+    let mut found = Vec::new();
+    if plan.mode == ServiceMode::Agent {
+        return found;
+    }
+    if plan.security.allow_degraded {
+        found.push("--allow-degraded-security is only for agent mode".to_owned());
+    }
+    if plan.security.allow_chroot_fallback {
+        found.push("--allow-chroot-fallback is only for agent mode".to_owned());
+    }
+    found
+}
+
+/// Whether a limit that cannot be enforced stops the sandbox (strict
+/// modes) or only warns (agent mode).
+pub fn unenforced_limits_are_fatal(mode: ServiceMode) -> bool {
+    mode != ServiceMode::Agent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_mode_allows_the_escape_hatches() {
+        let mut plan = protocol::testing::sample_plan();
+        plan.security.allow_degraded = true;
+        plan.security.allow_chroot_fallback = true;
+        assert!(violations(&plan).is_empty());
+        assert!(!unenforced_limits_are_fatal(ServiceMode::Agent));
+    }
+
+    #[test]
+    fn strict_agent_forbids_them() {
+        let mut plan = protocol::testing::sample_plan();
+        plan.mode = ServiceMode::StrictAgent;
+        assert!(violations(&plan).is_empty());
+        plan.security.allow_degraded = true;
+        plan.security.allow_chroot_fallback = true;
+        assert_eq!(violations(&plan).len(), 2);
+        assert!(unenforced_limits_are_fatal(ServiceMode::StrictAgent));
+    }
+}
