@@ -121,6 +121,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
     }
     let inputs = sandbox::Inputs {
         secrets: agent.secret_fds,
+        host_trees: Vec::new(),
     };
     Ok((plan, inputs))
 }

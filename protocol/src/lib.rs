@@ -24,9 +24,9 @@ pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
 pub use names::{Arg, EnvName, Hostname, NameError, SandboxName};
 pub use path::{AbsPath, PathError};
 pub use plan::{
-    Argv, IdMap, IdMapping, Limits, MemoryLimit, MilliCpus, Mount, Namespaces, NetworkMode,
-    PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR,
-    MAX_COPY_BYTES, PAGE_BYTES, SECRETS_DIR, WORKSPACE_DIR,
+    Argv, HostKind, IdMap, IdMapping, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
+    NetworkMode, PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout,
+    CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

@@ -420,6 +420,18 @@ pub struct Plan {
     pub secrets: Vec<Secret>,
 }
 
+/// What a host path's descriptor must be when it travels with a Launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Directory,
+    File,
+    /// A volume: a directory or a single file.
+    Any,
+}
+
+/// Most descriptors one Launch may carry (the kernel's SCM_MAX_FD is 253).
+pub const MAX_LAUNCH_FDS: usize = 250;
+
 /// Where the agent inputs appear inside the sandbox.
 pub const CONTEXT_DIR: &str = "/context";
 pub const WORKSPACE_DIR: &str = "/workspace";
@@ -506,6 +518,39 @@ fn validate_agent(plan: &Plan) -> Result<(), PlanError> {
 }
 
 impl Plan {
+    /// Every host path the plan names, in the order their descriptors
+    /// travel with a Launch (followed by one descriptor per secret). The
+    /// privileged helper never opens these paths itself.
+    pub fn host_paths(&self) -> Vec<(&AbsPath, HostKind)> {
+        let mut paths = Vec::new();
+        if let RootSource::Directory(dir) = &self.root.source {
+            paths.push((dir, HostKind::Directory));
+        }
+        if let Some(OverlayUpper::Directory(dir)) = &self.root.overlay {
+            paths.push((dir, HostKind::Directory));
+        }
+        for m in &self.mounts {
+            match m {
+                Mount::Bind { source, .. } => paths.push((source, HostKind::Any)),
+                Mount::CopyFile { source, .. } => paths.push((source, HostKind::File)),
+                Mount::Overlay { lower, .. } => paths.push((lower, HostKind::Directory)),
+                Mount::Tmpfs { .. } | Mount::Symlink { .. } => {}
+            }
+        }
+        if let Some(ctx) = &self.context {
+            paths.push((&ctx.source, HostKind::Directory));
+        }
+        if let Some(ws) = &self.workspace {
+            paths.push((&ws.source, HostKind::Directory));
+        }
+        paths
+    }
+
+    /// Descriptors a Launch of this plan carries: host paths, then secrets.
+    pub fn launch_fd_count(&self) -> usize {
+        self.host_paths().len() + self.secrets.len()
+    }
+
     /// Directories the agent inputs occupy: no plan mount may land there.
     fn agent_dirs(&self) -> Vec<&'static str> {
         let mut dirs = Vec::new();

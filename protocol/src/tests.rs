@@ -231,3 +231,32 @@ fn secret_names_are_single_components() {
         assert!(SecretName::try_from(bad.to_owned()).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn host_paths_come_in_a_fixed_order() {
+    let mut plan = sample_plan();
+    plan.root.source = RootSource::Directory(path("/srv/root"));
+    plan.mounts.push(Mount::CopyFile {
+        source: path("/etc/hosts"),
+        target: path("/etc/hosts"),
+    });
+    plan.workspace = Some(Workspace {
+        source: path("/home/u/ws"),
+        mode: WorkspaceMode::BindRw,
+    });
+    let paths: Vec<(&str, HostKind)> = plan
+        .host_paths()
+        .into_iter()
+        .map(|(p, k)| (p.as_str(), k))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("/srv/root", HostKind::Directory),
+            ("/usr", HostKind::Any),
+            ("/etc/hosts", HostKind::File),
+            ("/home/u/ws", HostKind::Directory),
+        ]
+    );
+    assert_eq!(plan.launch_fd_count(), 4);
+}

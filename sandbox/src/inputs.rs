@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use protocol::{Secret, Sha256};
+use protocol::{AbsPath, Secret, Sha256};
 use sha2::{Digest, Sha256 as Hasher};
 use zeroize::Zeroizing;
 
@@ -17,6 +17,9 @@ use crate::{sys, tree};
 pub struct Inputs {
     /// One readable descriptor per `plan.secrets` entry, in order.
     pub secrets: Vec<OwnedFd>,
+    /// Host paths as detached mount trees made by a privileged executor
+    /// before the fork; empty when the sandbox opens them itself.
+    pub host_trees: Vec<(AbsPath, OwnedFd)>,
 }
 
 /// Fills the (freshly mounted, empty) directory `target` with a copy of

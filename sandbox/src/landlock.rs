@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use protocol::{Enforcement, FsAccess, LandlockPolicy};
 
 use crate::error::{Context, Error};
-use crate::{rootfs, sys};
+use crate::{sources, sys};
 
 /// What was enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub fn restrict_self(policy: &LandlockPolicy, allow_degraded: bool) -> Result<St
     let ruleset = sys::landlock_create_ruleset(handled.bits())
         .step(|| "creating the Landlock ruleset".into())?;
     for rule in &policy.rules {
-        let fd = rootfs::open_path(rule.path.as_str())
+        let fd = sources::open_path(rule.path.as_str())
             .step(|| format!("opening Landlock rule path {}", rule.path))?;
         let is_dir = sys::fstat(fd.as_fd())
             .step(|| format!("stat {}", rule.path))?

@@ -23,6 +23,7 @@ mod net;
 mod overlay;
 mod pty;
 mod rootfs;
+mod sources;
 mod supervise;
 mod sys;
 pub mod tree;

@@ -8,13 +8,13 @@
 //! Works in a user namespace (overlayfs allows unprivileged mounts, with
 //! `userxattr`).
 
-use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use protocol::{AbsPath, OverlayUpper, RootSource};
 
 use crate::error::{Context, Error};
+use crate::sources::Sources;
 use crate::sys;
 
 /// The name of the `--rootfs` directory's layer.
@@ -30,7 +30,7 @@ pub fn mount_root(
     storage: &str,
     source: &RootSource,
     upper: &OverlayUpper,
-    sources: &HashMap<AbsPath, OwnedFd>,
+    sources: &mut Sources,
 ) -> Result<String, Error> {
     let at = cstr(storage).step(|| storage.into())?;
     match upper {
@@ -43,14 +43,10 @@ pub fn mount_root(
         )
         .step(|| "mounting the overlay storage tmpfs".into())?,
         OverlayUpper::Directory(dir) => {
-            let fd = sources.get(dir).ok_or_else(|| Error::Setup {
-                step: format!("--overlay-dir {dir} was not opened"),
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            })?;
-            let path =
-                cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd())).step(|| dir.to_string())?;
-            sys::mount(Some(&path), &at, None, libc::MS_BIND, None)
-                .step(|| format!("binding --overlay-dir {dir}"))?;
+            let tree = sources.tree(dir)?;
+            let target = crate::sources::open_path(storage).step(|| storage.into())?;
+            sys::attach_tree(tree.as_fd(), target.as_fd())
+                .step(|| format!("attaching --overlay-dir {dir}"))?;
         }
     }
     let store = std::fs::File::open(storage).step(|| "opening the overlay storage".into())?;
@@ -61,10 +57,7 @@ pub fn mount_root(
     let root = format!("{storage}/root");
     match source {
         RootSource::Directory(dir) => {
-            let lower = sources.get(dir).ok_or_else(|| Error::Setup {
-                step: format!("rootfs {dir} was not opened"),
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            })?;
+            let lower = sources.fd(dir)?;
             mount_layer(storage, lower, &root, ROOTFS_LAYER)
                 .step(|| format!("mounting the overlay over rootfs {dir}"))?;
         }
@@ -82,7 +75,12 @@ pub fn mount_root(
 /// Mounts an overlay with `lower` as its lower layer on `target` (a path
 /// or a `/proc/self/fd/N` of the target), with layer `name`'s upper and
 /// work directories in the storage at `storage`.
-pub fn mount_layer(storage: &str, lower: &OwnedFd, target: &str, name: &str) -> io::Result<()> {
+pub fn mount_layer(
+    storage: &str,
+    lower: BorrowedFd<'_>,
+    target: &str,
+    name: &str,
+) -> io::Result<()> {
     let store = std::fs::File::open(storage)?;
     for dir in ["upper", "work"] {
         let parent = sys::open_at(
@@ -111,7 +109,7 @@ pub fn layer_name(target: &AbsPath) -> String {
     target.components().collect::<Vec<_>>().join("_")
 }
 
-fn mkdir_exist_ok(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<()> {
+fn mkdir_exist_ok(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     match sys::mkdirat(dir, &cstr(name)?, 0o755) {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         other => other,

@@ -7,18 +7,16 @@
 //! are opened before the staging mount exists, so the staging point cannot
 //! shadow them.
 
-use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use protocol::{AbsPath, RootFs, RootSource, MAX_COPY_BYTES, SECRETS_DIR};
 
 use crate::error::{Context, Error};
 use crate::inputs::{self, Inputs};
 use crate::mounts::Step;
+use crate::sources::{open_path, Sources};
 use crate::{overlay, sys};
 
 /// Where the new root is assembled. Any directory works: the mount only
@@ -42,22 +40,13 @@ fn fd_path(fd: &impl AsRawFd) -> io::Result<CString> {
     cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// An O_PATH descriptor: names a file without opening it for I/O.
-pub(crate) fn open_path(path: &str) -> io::Result<OwnedFd> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(path)?;
-    Ok(file.into())
-}
-
 /// The new root while it is being furnished, mounted at the staging point.
 #[derive(Debug)]
 pub struct NewRoot {
     root: OwnedFd,
     /// Where the root is mounted before pivot_root.
     path: String,
-    sources: HashMap<AbsPath, OwnedFd>,
+    sources: Sources,
     /// Secret contents, consumed by the `Secrets` step.
     secrets: Vec<OwnedFd>,
     /// The copied workspace, for the parent to sync back.
@@ -65,21 +54,21 @@ pub struct NewRoot {
 }
 
 impl NewRoot {
-    /// Makes every mount private, opens every host source the steps name
+    /// Makes every mount private, gathers every host source the steps name
     /// (before anything can shadow them) and mounts the root at the staging
     /// point. Must run in a new mount namespace with CAP_SYS_ADMIN over it.
     pub fn begin(plan_root: &RootFs, steps: &[Step], inputs: Inputs) -> Result<NewRoot, Error> {
         // Nothing we mount may propagate back to the host's namespace.
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
             .step(|| "making / private".into())?;
-        let mut sources = HashMap::new();
+        let mut sources = Sources::default();
+        sources.add_detached(inputs.host_trees);
         for src in crate::mounts::host_sources(plan_root, steps) {
-            let fd = open_path(src.as_str()).step(|| format!("opening host path {src}"))?;
-            sources.insert(src, fd);
+            sources.open_if_missing(src)?;
         }
         let path = match &plan_root.overlay {
-            None => mount_root(&plan_root.source, &sources)?,
-            Some(upper) => overlay::mount_root(STAGING, &plan_root.source, upper, &sources)?,
+            None => mount_root(&plan_root.source, &mut sources)?,
+            Some(upper) => overlay::mount_root(STAGING, &plan_root.source, upper, &mut sources)?,
         };
         let root = open_path(&path).step(|| "opening the new root".into())?;
         let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
@@ -104,7 +93,40 @@ impl NewRoot {
     }
 
     fn apply_one(&mut self, step: &Step) -> Result<(), Error> {
+        let root = &self.root;
         match step {
+            Step::Bind {
+                source,
+                target,
+                read_only,
+            } => {
+                let tree = self.sources.tree(source)?;
+                let ro = if *read_only {
+                    sys::MOUNT_ATTR_RDONLY
+                } else {
+                    0
+                };
+                let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | ro;
+                attach(root, tree, target, attrs).step(|| format!("binding {source} to {target}"))
+            }
+            Step::DevNode(node) => {
+                let path = abs(&format!("/dev/{node}"))?;
+                let tree = self.sources.tree(&path)?;
+                let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+                attach(root, tree, &path, attrs).step(|| format!("binding device {path}"))
+            }
+            Step::CopyFile { source, target } => {
+                let src = self.sources.fd(source)?;
+                copy_file(root, src, target).step(|| format!("copying {source} to {target}"))
+            }
+            Step::Overlay { lower, target } => {
+                let fd = self.sources.fd(lower)?;
+                let target_fd =
+                    ensure(root, target, false).step(|| format!("creating {target}"))?;
+                let at = format!("/proc/self/fd/{}", target_fd.as_raw_fd());
+                overlay::mount_layer(STAGING, fd, &at, &overlay::layer_name(target))
+                    .step(|| format!("mounting an overlay of {lower} on {target}"))
+            }
             Step::CopyTree {
                 source,
                 target,
@@ -114,8 +136,7 @@ impl NewRoot {
                 read_only,
             } => {
                 let dir = self.fresh_tmpfs(target, 0o755)?;
-                let src = source_fd(&self.sources, source)?;
-                inputs::copy_tree(src.as_fd(), dir.as_fd(), flag, *verify)?;
+                inputs::copy_tree(self.sources.fd(source)?, dir.as_fd(), flag, *verify)?;
                 if *read_only {
                     sys::mount_setattr(dir.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
                         .step(|| format!("making {target} read-only"))?;
@@ -133,15 +154,7 @@ impl NewRoot {
                 sys::mount_setattr(dir.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
                     .step(|| format!("making {target} read-only"))
             }
-            Step::Overlay { lower, target } => {
-                let fd = source_fd(&self.sources, lower)?;
-                let target_fd =
-                    ensure(&self.root, target, false).step(|| format!("creating {target}"))?;
-                let at = format!("/proc/self/fd/{}", target_fd.as_raw_fd());
-                overlay::mount_layer(STAGING, fd, &at, &overlay::layer_name(target))
-                    .step(|| format!("mounting an overlay of {lower} on {target}"))
-            }
-            other => apply(other, &self.root, &self.sources),
+            other => apply_kernel_step(other, root),
         }
     }
 
@@ -169,7 +182,7 @@ impl NewRoot {
 }
 
 /// Mounts the root at the staging point; returns that path.
-fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Result<String, Error> {
+fn mount_root(source: &RootSource, sources: &mut Sources) -> Result<String, Error> {
     let staging = cstr(STAGING).step(|| "staging path".into())?;
     match source {
         RootSource::Tmpfs => sys::mount(
@@ -181,68 +194,28 @@ fn mount_root(source: &RootSource, sources: &HashMap<AbsPath, OwnedFd>) -> Resul
         )
         .step(|| "mounting the root tmpfs".into())?,
         RootSource::Directory(dir) => {
-            let src = source_fd(sources, dir)?;
-            let src_path = fd_path(src).step(|| format!("rootfs {dir}"))?;
-            sys::mount(
-                Some(&src_path),
-                &staging,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )
-            .step(|| format!("binding rootfs {dir}"))?;
+            let tree = sources.tree(dir)?;
+            let at = open_path(STAGING).step(|| "opening the staging point".into())?;
+            sys::attach_tree(tree.as_fd(), at.as_fd())
+                .step(|| format!("attaching rootfs {dir}"))?;
         }
     }
     Ok(STAGING.to_owned())
 }
 
-fn source_fd<'a>(
-    sources: &'a HashMap<AbsPath, OwnedFd>,
-    path: &AbsPath,
-) -> Result<&'a OwnedFd, Error> {
-    sources.get(path).ok_or_else(|| Error::Setup {
-        step: format!("host path {path} was not opened"),
-        source: io::Error::from_raw_os_error(libc::ENOENT),
-    })
-}
-
-fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Result<(), Error> {
+/// The steps that need nothing but the root: kernel filesystems, tmpfs,
+/// symlinks, masks and sealing.
+fn apply_kernel_step(step: &Step, root: &OwnedFd) -> Result<(), Error> {
     match step {
-        // These need the sandbox's inputs: `NewRoot::apply_one` handles them.
-        Step::CopyTree { .. } | Step::Secrets { .. } | Step::Overlay { .. } => Err(Error::Setup {
-            step: "agent input step outside NewRoot".into(),
+        Step::Bind { .. }
+        | Step::DevNode(_)
+        | Step::CopyFile { .. }
+        | Step::Overlay { .. }
+        | Step::CopyTree { .. }
+        | Step::Secrets { .. } => Err(Error::Setup {
+            step: format!("{step:?} needs host sources"),
             source: io::Error::from_raw_os_error(libc::EINVAL),
         }),
-        Step::Bind {
-            source,
-            target,
-            read_only,
-        } => {
-            let src = source_fd(sources, source)?;
-            let attrs = sys::MOUNT_ATTR_NOSUID
-                | sys::MOUNT_ATTR_NODEV
-                | if *read_only {
-                    sys::MOUNT_ATTR_RDONLY
-                } else {
-                    0
-                };
-            bind(root, src, target, attrs).step(|| format!("binding {source} to {target}"))
-        }
-        Step::DevNode(node) => {
-            let source = format!("/dev/{node}");
-            let path = AbsPath::try_from(source.as_str()).map_err(|e| Error::Setup {
-                step: format!("device {source}: {e}"),
-                source: io::Error::from_raw_os_error(libc::EINVAL),
-            })?;
-            let src = source_fd(sources, &path)?;
-            bind(
-                root,
-                src,
-                &path,
-                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
-            )
-            .step(|| format!("binding device {source}"))
-        }
         Step::Tmpfs {
             target,
             size_bytes,
@@ -281,19 +254,10 @@ fn apply(step: &Step, root: &OwnedFd, sources: &HashMap<AbsPath, OwnedFd>) -> Re
             "newinstance,ptmxmode=0666,mode=0620",
         )
         .step(|| "mounting /dev/pts".into()),
-        Step::CopyFile { source, target } => {
-            let src = source_fd(sources, source)?;
-            copy_file(root, src, target).step(|| format!("copying {source} to {target}"))
-        }
         Step::Mask(path) => mask(root, path).step(|| format!("masking {path}")),
         Step::ReadOnly(path) => read_only(root, path).step(|| format!("making {path} read-only")),
         Step::SealMount(path) => {
-            let fd = sys::open_in_root(
-                root.as_fd(),
-                &cstr(path.relative()).step(|| path.to_string())?,
-                libc::O_PATH,
-            )
-            .step(|| format!("opening {path}"))?;
+            let fd = open_in(root, path).step(|| format!("opening {path}"))?;
             sys::mount_setattr(fd.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
                 .step(|| format!("making {path} read-only"))
         }
@@ -337,9 +301,10 @@ fn ensure(root: &OwnedFd, path: &AbsPath, file: bool) -> io::Result<OwnedFd> {
     open_in(root, path)
 }
 
-fn bind(root: &OwnedFd, source: &OwnedFd, target: &AbsPath, attrs: u64) -> io::Result<()> {
-    let is_dir = sys::fstat(source.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    let tree = sys::clone_tree(source.as_fd())?;
+/// Sets `attrs` on the detached `tree`, then attaches it at `target`
+/// (created if missing): it never appears with the wrong flags.
+fn attach(root: &OwnedFd, tree: OwnedFd, target: &AbsPath, attrs: u64) -> io::Result<()> {
+    let is_dir = sys::fstat(tree.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR;
     sys::mount_setattr(tree.as_fd(), attrs, true)?;
     let target_fd = ensure(root, target, !is_dir)?;
     sys::attach_tree(tree.as_fd(), target_fd.as_fd())
@@ -363,7 +328,7 @@ fn fs_mount(
     )
 }
 
-fn copy_file(root: &OwnedFd, source: &OwnedFd, target: &AbsPath) -> io::Result<()> {
+fn copy_file(root: &OwnedFd, source: BorrowedFd<'_>, target: &AbsPath) -> io::Result<()> {
     // The source was opened O_PATH; reopen it for reading through /proc,
     // which still shows the host's view before pivot_root.
     let from = std::fs::File::open(format!("/proc/self/fd/{}", source.as_raw_fd()))?;
