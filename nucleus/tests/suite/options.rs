@@ -1,0 +1,88 @@
+//! The options that shape the workload's process: ids, environment,
+//! working directory, hostname, name.
+
+use serde_json::{json, Value};
+
+use super::harness::{attempt, report, words, Identity, Nucleus, TempDir};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+as_root_and_user!(
+    keep_id_keeps_the_callers_ids,
+    env_options_and_env_file_add_exactly_what_was_asked,
+    env_key_alone_copies_the_callers_value,
+    workdir_sets_the_cwd,
+    hostname_option,
+    name_becomes_the_hostname,
+    hostname_wins_over_name,
+);
+
+fn keep_id_keeps_the_callers_ids(id: &Identity) {
+    let r = report(id, &["--userns", "keep-id"]);
+    assert_eq!(
+        (&r["uid"], &r["gid"], &r["euid"], &r["egid"]),
+        (
+            &Value::from(id.uid),
+            &Value::from(id.gid),
+            &Value::from(id.uid),
+            &Value::from(id.gid)
+        )
+    );
+    assert_eq!(words(&r["uid_map"]), format!("{0} {0} 1", id.uid));
+    assert_eq!(words(&r["gid_map"]), format!("{0} {0} 1", id.gid));
+}
+
+fn env_options_and_env_file_add_exactly_what_was_asked(id: &Identity) {
+    let dir = TempDir::new("env-file");
+    let file = dir.write("vars", "# a comment\n\nFILE_A=1\nFILE_B = x=y\n");
+    let out = Nucleus::new(id)
+        .args(["-e", "CLI_A=hello world", "-e", "CLI_EMPTY="])
+        .arg("--env-file")
+        .arg(&file)
+        .probe(&["report"]);
+    out.assert_code(0);
+    assert_eq!(
+        out.json()["env"],
+        json!({
+            "PATH": DEFAULT_PATH,
+            "HOME": "/tmp",
+            "FILE_A": "1",
+            "FILE_B": " x=y",
+            "CLI_A": "hello world",
+            "CLI_EMPTY": "",
+        })
+    );
+}
+
+fn env_key_alone_copies_the_callers_value(id: &Identity) {
+    let out = Nucleus::new(id)
+        .env("NUCLEUS_IT_COPIED", "from the caller")
+        .env("NUCLEUS_IT_NOT_ASKED", "stays outside")
+        .args(["-e", "NUCLEUS_IT_COPIED"])
+        .probe(&["report"]);
+    out.assert_code(0);
+    let env = &out.json()["env"];
+    assert_eq!(env["NUCLEUS_IT_COPIED"], "from the caller", "{env}");
+    assert_eq!(env.as_object().map(|e| e.len()), Some(3), "{env}");
+}
+
+fn workdir_sets_the_cwd(id: &Identity) {
+    assert_eq!(report(id, &["-w", "/probe"])["cwd"], "/probe");
+    let cwd = attempt(id, &["-w", "/tmp"], &["cwd"]);
+    // ok: the path getcwd returns names the same inode as ".".
+    assert!(cwd.ok, "{cwd:?}");
+    assert_eq!(cwd.detail, "/tmp");
+}
+
+fn hostname_option(id: &Identity) {
+    assert_eq!(report(id, &["--hostname", "box-7"])["hostname"], "box-7");
+}
+
+fn name_becomes_the_hostname(id: &Identity) {
+    assert_eq!(report(id, &["--name", "agent-3"])["hostname"], "agent-3");
+}
+
+fn hostname_wins_over_name(id: &Identity) {
+    let r = report(id, &["--name", "agent-3", "--hostname", "h1"]);
+    assert_eq!(r["hostname"], "h1");
+}
