@@ -16,7 +16,8 @@ only) and cgroup namespaces, a fresh root, no capabilities, no_new_privs,
 seccomp and Landlock.
 
 options:
-  --rootless                 run in-process in a user namespace (the default)
+  --rootless                 run in-process in a user namespace, never
+                             through the privileged helper
   --userns MODE              auto: uid 0 inside maps to you (default);
                              keep-id: keep your uid and gid inside
   --time-namespace           give the sandbox its own time namespace
@@ -81,6 +82,8 @@ pub struct Volume {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
     pub command: Vec<String>,
+    /// Never use the helper, even where it would enforce more.
+    pub rootless: bool,
     pub userns: UserNs,
     pub time_namespace: bool,
     pub rootfs: Option<PathBuf>,
@@ -137,6 +140,7 @@ impl RunSpec {
     fn new() -> Self {
         RunSpec {
             command: Vec::new(),
+            rootless: false,
             userns: UserNs::Auto,
             time_namespace: false,
             rootfs: None,
@@ -199,7 +203,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
     let mut spec = RunSpec::new();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("rootless") => {}
+            Long("rootless") => spec.rootless = true,
             Long("userns") => {
                 let v = string(parser.value()?, "--userns")?;
                 spec.userns = match v.as_str() {

@@ -122,6 +122,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
     let inputs = sandbox::Inputs {
         secrets: agent.secret_fds,
         host_trees: Vec::new(),
+        stdio: Vec::new(),
     };
     Ok((plan, inputs))
 }

@@ -8,6 +8,7 @@
 
 mod agent;
 mod cli;
+mod client;
 mod compile;
 mod limits;
 mod modes;
@@ -85,6 +86,18 @@ impl From<sandbox::Error> for Failure {
     }
 }
 
+/// The in-process executor's hooks: cgroup limits through systemd.
+struct RootlessHooks<'a> {
+    plan: &'a protocol::Plan,
+    root: bool,
+}
+
+impl sandbox::Hooks for RootlessHooks<'_> {
+    fn place(&mut self, pid: i32) -> Result<(), String> {
+        place_in_cgroup(self.plan, self.root, pid)
+    }
+}
+
 /// Puts a sandbox that asks for cgroup limits into a systemd scope. Runs
 /// after the fork (zbus starts threads, which must not exist when the
 /// executor forks). Without a manager, agent mode warns and strict modes
@@ -126,8 +139,20 @@ fn run() -> Result<u8, Failure> {
         cli::Command::Run(spec) => {
             let (uid, gid) = sandbox::caller_ids();
             let (plan, inputs) = compile::compile(&spec, compile::Caller { uid, gid })?;
-            let mut place = |pid| place_in_cgroup(&plan, uid == 0, pid);
-            let outcome = sandbox::run(&plan, inputs, &mut place)?;
+            // cgroup limits for an unprivileged caller: the helper enforces
+            // them where it is installed; --rootless keeps it in-process.
+            if uid != 0 && !spec.rootless && plan.limits.wants_cgroup() && client::available() {
+                let ended = client::run(&plan, inputs.secrets)?;
+                if ended.out_of_memory {
+                    eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
+                }
+                return Ok(ended.status.shell_code());
+            }
+            let mut hooks = RootlessHooks {
+                plan: &plan,
+                root: uid == 0,
+            };
+            let outcome = sandbox::run(&plan, inputs, &mut hooks)?;
             if outcome.timed_out {
                 return Ok(EXIT_TIMEOUT);
             }

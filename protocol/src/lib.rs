@@ -26,7 +26,7 @@ pub use path::{AbsPath, PathError};
 pub use plan::{
     Argv, HostKind, IdMap, IdMapping, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
     NetworkMode, PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout,
-    CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, WORKSPACE_DIR,
+    CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

@@ -304,59 +304,46 @@ fn at_least_a_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Err
     Ok(bytes)
 }
 
-/// CPU time per wall-clock second, in thousandths of a CPU (1.5 CPUs = 1500).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
-pub struct MilliCpus(NonZeroU32);
+/// A positive count that crosses the wire as a `u32`.
+macro_rules! nonzero_limit {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "u32", into = "u32")]
+        pub struct $name(NonZeroU32);
 
-impl MilliCpus {
-    pub fn get(self) -> u32 {
-        self.0.get()
-    }
+        impl $name {
+            pub fn get(self) -> u32 {
+                self.0.get()
+            }
+        }
+
+        impl TryFrom<u32> for $name {
+            type Error = PlanError;
+
+            fn try_from(n: u32) -> Result<Self, Self::Error> {
+                NonZeroU32::new(n).map($name).ok_or(PlanError::ZeroLimit($what))
+            }
+        }
+
+        impl From<$name> for u32 {
+            fn from(n: $name) -> u32 {
+                n.0.get()
+            }
+        }
+    };
 }
 
-impl TryFrom<u32> for MilliCpus {
-    type Error = PlanError;
-
-    fn try_from(m: u32) -> Result<Self, Self::Error> {
-        NonZeroU32::new(m)
-            .map(MilliCpus)
-            .ok_or(PlanError::ZeroLimit("cpus"))
-    }
-}
-
-impl From<MilliCpus> for u32 {
-    fn from(m: MilliCpus) -> u32 {
-        m.0.get()
-    }
-}
-
-/// The most tasks (processes and threads) the sandbox may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
-pub struct PidsLimit(NonZeroU32);
-
-impl PidsLimit {
-    pub fn get(self) -> u32 {
-        self.0.get()
-    }
-}
-
-impl TryFrom<u32> for PidsLimit {
-    type Error = PlanError;
-
-    fn try_from(n: u32) -> Result<Self, Self::Error> {
-        NonZeroU32::new(n)
-            .map(PidsLimit)
-            .ok_or(PlanError::ZeroLimit("pids"))
-    }
-}
-
-impl From<PidsLimit> for u32 {
-    fn from(n: PidsLimit) -> u32 {
-        n.0.get()
-    }
-}
+nonzero_limit!(
+    /// CPU time per wall-clock second, in thousandths of a CPU (1.5 CPUs = 1500).
+    MilliCpus,
+    "cpus"
+);
+nonzero_limit!(
+    /// The most tasks (processes and threads) the sandbox may hold.
+    PidsLimit,
+    "pids"
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -428,6 +415,9 @@ pub enum HostKind {
     /// A volume: a directory or a single file.
     Any,
 }
+
+/// The caller's stdin, stdout and stderr, last in a Launch.
+pub const STDIO_FDS: usize = 3;
 
 /// Most descriptors one Launch may carry (the kernel's SCM_MAX_FD is 253).
 pub const MAX_LAUNCH_FDS: usize = 250;
@@ -546,9 +536,11 @@ impl Plan {
         paths
     }
 
-    /// Descriptors a Launch of this plan carries: host paths, then secrets.
+    /// Descriptors a Launch of this plan carries: host paths, then
+    /// secrets, then the caller's stdin, stdout and stderr, then the
+    /// caller's mount namespace (where the host-path descriptors live).
     pub fn launch_fd_count(&self) -> usize {
-        self.host_paths().len() + self.secrets.len()
+        self.host_paths().len() + self.secrets.len() + STDIO_FDS + 1
     }
 
     /// Directories the agent inputs occupy: no plan mount may land there.

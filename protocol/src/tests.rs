@@ -258,5 +258,5 @@ fn host_paths_come_in_a_fixed_order() {
             ("/home/u/ws", HostKind::Directory),
         ]
     );
-    assert_eq!(plan.launch_fd_count(), 4);
+    assert_eq!(plan.launch_fd_count(), 4 + STDIO_FDS + 1);
 }

@@ -69,6 +69,8 @@ pub enum Message {
     Started {
         digest: PlanDigest,
     },
+    /// The kernel OOM-killed something in the sandbox (sent before `Exited`).
+    OutOfMemory,
     Exited(ExitStatus),
     Signal(u8),
     Resize {

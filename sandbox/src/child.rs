@@ -6,8 +6,8 @@
 //! 2. network namespace (in a thread, see `net`), hostname, mounts and
 //!    pivot_root: these need CAP_SYS_ADMIN and CAP_NET_ADMIN in the new
 //!    user namespace;
-//! 3. the workload's uid/gid, cwd (checked to be inside the new root) and
-//!    terminal;
+//! 3. cwd (checked to be inside the new root) and terminal (the uid/gid
+//!    switch comes first of all, as soon as the maps exist);
 //! 4. capabilities dropped from every set: from here on nothing can undo
 //!    the mounts;
 //! 5. no_new_privs: required by Landlock and seccomp for unprivileged use,
@@ -105,8 +105,15 @@ fn setup_and_exec(
         sys::exit_now(125);
     }
 
+    // Become the workload's ids now that they are mapped: files the setup
+    // creates must belong to them, and an executor running as someone
+    // else (the privileged helper) has an unmapped id until here.
+    sys::setresid(plan.ids.uid, plan.ids.gid)
+        .step(|| format!("switching to uid {} gid {}", plan.ids.uid, plan.ids.gid))?;
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;
     let steps = mounts::steps(plan);
+    let mut inputs = inputs;
+    let stdio = std::mem::take(&mut inputs.stdio);
     let mut root = rootfs::NewRoot::begin(&plan.root, &steps, inputs)?;
     // sysfs shows the mounting thread's network namespace: join it first.
     let (before_sysfs, rest) = steps.split_at(
@@ -128,8 +135,6 @@ fn setup_and_exec(
         );
     }
 
-    sys::setresid(plan.ids.uid, plan.ids.gid)
-        .step(|| format!("switching to uid {} gid {}", plan.ids.uid, plan.ids.gid))?;
     let cwd = plan.process.cwd.as_str();
     std::env::set_current_dir(cwd).step(|| format!("changing to working directory {cwd}"))?;
     // A descriptor leaked from the host could make the cwd a host directory
@@ -144,7 +149,7 @@ fn setup_and_exec(
             source: std::io::Error::from_raw_os_error(libc::EXDEV),
         });
     }
-    attach_stdio(plan.process.tty.then_some(control).flatten())?;
+    attach_stdio(plan.process.tty.then_some(control).flatten(), stdio)?;
 
     let prepared = exec::prepare(&plan.process).map_err(|source| Error::Exec {
         program: plan.process.argv.program().to_string(),
@@ -172,10 +177,13 @@ fn setup_and_exec(
 /// With a console socket, a pty is opened in the sandbox's own devpts (so
 /// the workload's terminal has a name there), its master goes to the
 /// parent, and the slave becomes the controlling terminal and stdio.
-fn attach_stdio(console: Option<OwnedFd>) -> Result<(), Error> {
+fn attach_stdio(console: Option<OwnedFd>, stdio: Vec<OwnedFd>) -> Result<(), Error> {
     use crate::error::Context;
 
     let Some(console) = console else {
+        for (fd, target) in stdio.iter().zip(0..3) {
+            sys::dup2(fd.as_fd(), target).step(|| "attaching the caller's stdio".into())?;
+        }
         return sys::setsid_with_ctty(None).step(|| "starting a new session".into());
     };
     let (master, slave) = sys::open_pty().step(|| "opening the sandbox's terminal".into())?;

@@ -20,6 +20,9 @@ pub struct Inputs {
     /// Host paths as detached mount trees made by a privileged executor
     /// before the fork; empty when the sandbox opens them itself.
     pub host_trees: Vec<(AbsPath, OwnedFd)>,
+    /// The workload's stdin, stdout and stderr when they are not the
+    /// executor's own (a helper passes on its caller's); empty otherwise.
+    pub stdio: Vec<OwnedFd>,
 }
 
 /// Fills the (freshly mounted, empty) directory `target` with a copy of

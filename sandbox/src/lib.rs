@@ -23,6 +23,7 @@ mod net;
 mod overlay;
 mod pty;
 mod rootfs;
+pub mod signals;
 mod sources;
 mod supervise;
 mod sys;
@@ -32,7 +33,10 @@ pub use error::Error;
 pub use idmap::map_text;
 pub use inputs::Inputs;
 pub use landlock::supported as landlock_supported_access;
-pub use supervise::{run, Outcome, Placement};
+pub use supervise::{run, Control, Hooks, Outcome};
+/// Turns a caller's descriptor into a detached mount tree (privileged
+/// executors, before the fork).
+pub use sys::clone_tree as detach_tree;
 
 /// The Landlock ABI of the running kernel, or `None` without Landlock.
 pub fn landlock_abi() -> Option<u32> {

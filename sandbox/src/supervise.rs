@@ -22,8 +22,7 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
-/// Signals the caller receives and passes on to the workload.
-const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+use crate::signals::FORWARDED;
 
 /// The network namespace is not here: `net` creates it in parallel.
 fn namespace_flags(plan: &Plan) -> u64 {
@@ -55,12 +54,41 @@ struct Handed {
     terminal: Option<OwnedFd>,
 }
 
-/// Puts the sandbox (its pid in the caller's namespace) into its cgroup
-/// before anything runs in it; the executor decides how.
-pub type Placement<'a> = &'a mut dyn FnMut(libc::pid_t) -> Result<(), String>;
+/// What an executor adds to a sandbox's life; every method has a no-op
+/// default.
+pub trait Hooks {
+    /// Puts the sandbox (its pid in the executor's namespace) into its
+    /// cgroup, before anything runs in it.
+    fn place(&mut self, _pid: libc::pid_t) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The workload has been executed.
+    fn started(&mut self) {}
+
+    /// A descriptor to watch while the sandbox runs (a client connection).
+    fn watched(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// The watched descriptor is readable (or closed): what to do.
+    fn on_watched(&mut self) -> Control {
+        Control::Continue
+    }
+}
+
+/// An executor's order to the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Pass this signal to the workload.
+    Signal(libc::c_int),
+    /// Kill the sandbox and stop watching (the client is gone).
+    Kill,
+}
 
 /// Runs `plan` to completion. The calling process must be single-threaded.
-pub fn run(plan: &Plan, inputs: Inputs, place: Placement<'_>) -> Result<Outcome, Error> {
+pub fn run(plan: &Plan, inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Outcome, Error> {
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
@@ -97,7 +125,7 @@ pub fn run(plan: &Plan, inputs: Inputs, place: Placement<'_>) -> Result<Outcome,
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
-        place(pid).map_err(Error::Placement)?;
+        hooks.place(pid).map_err(Error::Placement)?;
         let mut go = std::fs::File::from(go_write);
         go.write_all(b"1")
             .step(|| "signalling the sandbox".into())?;
@@ -128,11 +156,12 @@ pub fn run(plan: &Plan, inputs: Inputs, place: Placement<'_>) -> Result<Outcome,
         }
     };
 
+    hooks.started();
     let relay = match handed.terminal {
         Some(master) => Some(Relay::start(master)?),
         None => None,
     };
-    let outcome = supervise(plan, pidfd, signals, relay)?;
+    let outcome = supervise(plan, pidfd, signals, relay, hooks)?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
         sync_workspace(copy, ws, outcome.timed_out)?;
     }
@@ -189,7 +218,9 @@ fn supervise(
     pidfd: OwnedFd,
     signals: OwnedFd,
     mut relay: Option<Relay>,
+    hooks: &mut dyn Hooks,
 ) -> Result<Outcome, Error> {
+    let mut watching = true;
     let deadline = plan
         .limits
         .timeout
@@ -204,7 +235,19 @@ fn supervise(
             }
             None => -1,
         };
-        let mut fds = vec![pollin(pidfd.as_fd()), pollin(signals.as_fd())];
+        let watched = hooks
+            .watched()
+            .filter(|_| watching)
+            .map_or(-1, |fd| fd.as_raw_fd());
+        let mut fds = vec![
+            pollin(pidfd.as_fd()),
+            pollin(signals.as_fd()),
+            libc::pollfd {
+                fd: watched,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         if let Some(relay) = &relay {
             fds.extend(relay.poll_fds());
         }
@@ -223,8 +266,20 @@ fn supervise(
             let sig = sys::read_signal(signals.as_fd()).step(|| "reading a signal".into())?;
             terminations += handle_signal(sig, terminations, pidfd.as_fd(), relay.as_ref());
         }
+        if fds[2].revents != 0 {
+            match hooks.on_watched() {
+                Control::Continue => {}
+                Control::Signal(sig) => {
+                    terminations += handle_signal(sig, terminations, pidfd.as_fd(), relay.as_ref());
+                }
+                Control::Kill => {
+                    watching = false;
+                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                }
+            }
+        }
         if let Some(r) = relay.as_mut() {
-            r.pump(&fds[2..]);
+            r.pump(&fds[3..]);
         }
         if fds[0].revents & libc::POLLIN != 0 {
             break;

@@ -31,27 +31,51 @@ fn fd_msghdr(iov: &mut libc::iovec, control: &mut [u8; FD_CMSG_SPACE]) -> libc::
 
 /// Sends one descriptor (SCM_RIGHTS) with a one-byte message.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut byte = [0u8; 1];
+    send_with_fds(sock, &[0], &[fd]).map(drop)
+}
+
+/// Sends `bytes` with `fds` attached (SCM_RIGHTS) in one sendmsg; returns
+/// how many bytes went (the descriptors go with the first byte).
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
     };
-    let mut control = [0u8; FD_CMSG_SPACE];
-    let mut msg = fd_msghdr(&mut iov, &mut control);
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let data_len = std::mem::size_of_val(raw.as_slice()) as u32;
     // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    // SAFETY: msg_control points at `control`, which is large enough for one
-    // descriptor, so CMSG_FIRSTHDR is non-null and its data fits.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+    let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+    // 8-byte aligned, as control messages require.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at `control`, large enough for the
+        // header and `raw`, so CMSG_FIRSTHDR is non-null and the data fits.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                raw.len(),
+            );
+        }
     }
-    // SAFETY: `msg` and everything it points to outlive the call.
+    // SAFETY: `msg` and everything it points to outlive the call; the
+    // kernel only reads the iovec (sendmsg).
     let sent = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    check(sent as libc::c_long).map(drop)
+    check(sent as libc::c_long).map(|n| n as usize)
 }
 
 /// Receives one descriptor sent by [`send_fd`]; `None` if the peer closed

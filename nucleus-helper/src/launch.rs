@@ -1,0 +1,289 @@
+//! Running one verified request: the checks only the helper can make
+//! (whose ids, which features, polkit), the detached trees, the cgroup,
+//! then the sandbox's life with the client attached.
+//!
+//! The privileged operations, each safe for an untrusted caller because:
+//! - writing the user namespace maps: only ever the caller's own uid and
+//!   gid (checked below), so root in the sandbox is the caller outside;
+//! - detaching mount trees: only of descriptors the caller opened for
+//!   reading (O_PATH refused), so nothing they could not read gets in;
+//! - creating a cgroup and writing limits: only below the helper's own
+//!   delegated subtree, and limits only restrict;
+//! - everything else (mounts, pivot_root, seccomp, ...) happens inside the
+//!   new user namespace, with no more privilege than the caller has.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use protocol::{Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, WorkspaceMode};
+use sandbox::{Control, Hooks};
+
+use crate::cgroup::SandboxCgroup;
+use crate::conn::Conn;
+use crate::peer::Peer;
+use crate::serve::{Refusal, Request};
+use crate::{detach, polkit, sys};
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// One line per decision on stderr, which the unit sends to the journal.
+fn audit(peer: &Peer, digest: &PlanDigest, decision: &str, detail: &str) {
+    eprintln!(
+        "nucleus-helper: audit uid={} pid={} plan=sha256:{digest} decision={decision} detail={detail:?}",
+        peer.uid, peer.pid
+    );
+}
+
+/// A sandbox runs as its caller: its maps may name only the caller's uid
+/// and gid outside (root may map anything).
+fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
+    if peer.uid == 0 {
+        return Ok(());
+    }
+    let only = |maps: &[IdMap], id: u32| maps.iter().all(|m| m.outside() == id && m.count() == 1);
+    if !only(&plan.ids.uid_map, peer.uid) || !only(&plan.ids.gid_map, peer.gid) {
+        return Err(refuse(
+            ErrorCode::Unauthorized,
+            "the plan maps user or group ids other than the caller's; a sandbox runs as its caller",
+        ));
+    }
+    Ok(())
+}
+
+/// Features the helper path does not carry yet; the front end runs them
+/// in-process instead.
+fn check_supported(plan: &Plan) -> Result<(), Refusal> {
+    if plan.process.tty {
+        return Err(refuse(
+            ErrorCode::Unsupported,
+            "a terminal (-t) through the helper is not supported; use --rootless",
+        ));
+    }
+    if matches!(
+        plan.workspace.as_ref().map(|w| w.mode),
+        Some(WorkspaceMode::CopyInOut { .. })
+    ) {
+        return Err(refuse(
+            ErrorCode::Unsupported,
+            "--workspace-mode copy-in-out through the helper is not supported; use --rootless",
+        ));
+    }
+    Ok(())
+}
+
+/// The polkit action every launch needs; features add their own as they
+/// arrive in the helper.
+const RUN: &str = "org.nucleus.run";
+
+/// Detached trees of the caller's descriptors, keyed by plan path.
+fn detach(
+    plan: &Plan,
+    mount_ns: &OwnedFd,
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<(protocol::AbsPath, OwnedFd)>, Refusal> {
+    let paths = plan.host_paths();
+    for ((path, _), fd) in paths.iter().zip(&fds) {
+        if sys::is_o_path(fd.as_fd()) {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!("descriptor for {path} is O_PATH; open it for reading"),
+            ));
+        }
+    }
+    if fds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let trees = detach::detach_in_callers_namespace(mount_ns, &fds)
+        .map_err(|e| refuse(ErrorCode::SetupFailed, e))?;
+    Ok(paths
+        .into_iter()
+        .map(|(p, _)| p.clone())
+        .zip(trees)
+        .collect())
+}
+
+struct HelperHooks<'a> {
+    conn: &'a mut Conn,
+    peer: &'a Peer,
+    plan: &'a Plan,
+    digest: PlanDigest,
+    cgroup: Option<SandboxCgroup>,
+    refusal: Option<Refusal>,
+}
+
+impl HelperHooks<'_> {
+    fn authorize(&mut self) -> Result<(), Refusal> {
+        if self.peer.uid == 0 {
+            return Ok(());
+        }
+        let digest = format!("sha256:{}", self.digest);
+        let name = self.plan.name.as_ref().map_or("", |n| n.as_str());
+        let details: HashMap<&str, &str> = [
+            ("sandbox", name),
+            ("plan_digest", digest.as_str()),
+            ("network_mode", "none"),
+        ]
+        .into();
+        match polkit::authorized(self.peer, RUN, &details) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refuse(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "polkit does not allow {RUN} for uid {}; an administrator can grant it",
+                        self.peer.uid
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(refuse(
+                    ErrorCode::Unauthorized,
+                    format!("cannot ask polkit: {e}"),
+                ))
+            }
+        }
+        // polkit asked about the pid; the pidfd says the caller held that
+        // pid for the whole question (a dead caller's pid may be reused).
+        if !sys::pidfd_alive(self.peer.pidfd.as_fd()) {
+            return Err(refuse(
+                ErrorCode::Unauthorized,
+                "the caller exited during authorization",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Hooks for HelperHooks<'_> {
+    /// Runs after the fork (D-Bus starts threads, which must not exist
+    /// when the helper forks): polkit, then into the cgroup made before.
+    fn place(&mut self, pid: libc::pid_t) -> Result<(), String> {
+        let placed = self.authorize().and_then(|()| match &self.cgroup {
+            Some(cgroup) => cgroup.add(pid).map_err(|e| {
+                refuse(
+                    ErrorCode::SetupFailed,
+                    format!("moving the sandbox into its cgroup: {e}"),
+                )
+            }),
+            None => Ok(()),
+        });
+        placed.map_err(|r| {
+            let text = r.message.clone();
+            self.refusal = Some(r);
+            text
+        })
+    }
+
+    fn started(&mut self) {
+        let _ = self.conn.write(&Envelope::new(Message::Started {
+            digest: self.digest,
+        }));
+    }
+
+    fn watched(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.conn.socket())
+    }
+
+    /// The client speaks while its sandbox runs: signals to forward; a
+    /// closed connection (or nonsense) kills the sandbox.
+    fn on_watched(&mut self) -> Control {
+        match self.conn.read() {
+            Ok(Some((
+                Envelope {
+                    message: Message::Signal(sig),
+                    ..
+                },
+                _,
+            ))) if [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]
+                .contains(&i32::from(sig)) =>
+            {
+                Control::Signal(i32::from(sig))
+            }
+            Ok(Some((
+                Envelope {
+                    message: Message::Resize { .. },
+                    ..
+                },
+                _,
+            ))) => Control::Continue,
+            _ => Control::Kill,
+        }
+    }
+}
+
+pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal> {
+    let plan = req.plan.plan();
+    let digest = req.plan.digest();
+    let checked = check_identity(plan, peer).and_then(|()| check_supported(plan));
+    if let Err(r) = checked {
+        audit(peer, &digest, "denied", &r.message);
+        return Err(r);
+    }
+    let inputs = sandbox::Inputs {
+        secrets: req.secret_fds,
+        host_trees: detach(plan, &req.mount_ns, req.host_fds)?,
+        stdio: req.stdio,
+    };
+    // Made before the fork: cgroup v2 enables controllers only over
+    // cgroups without processes, and the sandbox is born in ours.
+    let cgroup = if plan.limits.wants_cgroup() {
+        let made = SandboxCgroup::create(Path::new("/sys/fs/cgroup"), peer.uid, &plan.limits);
+        Some(made.map_err(|e| {
+            refuse(
+                ErrorCode::SetupFailed,
+                format!("creating the sandbox's cgroup: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    let mut hooks = HelperHooks {
+        conn,
+        peer,
+        plan,
+        digest,
+        cgroup,
+        refusal: None,
+    };
+    let result = sandbox::run(plan, inputs, &mut hooks);
+    let oom = hooks.cgroup.as_ref().is_some_and(SandboxCgroup::oom_killed);
+    let cleanup: Vec<String> = hooks
+        .cgroup
+        .take()
+        .map(|c| c.remove().iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let refusal = hooks.refusal.take();
+    for failure in &cleanup {
+        audit(peer, &digest, "cleanup-failed", failure);
+    }
+    match result {
+        Ok(outcome) => {
+            audit(
+                peer,
+                &digest,
+                "allowed",
+                &format!(
+                    "exit {:?}{}",
+                    outcome.status,
+                    if oom { ", oom-killed" } else { "" }
+                ),
+            );
+            if oom {
+                let _ = conn.write(&Envelope::new(Message::OutOfMemory));
+            }
+            let _ = conn.write(&Envelope::new(Message::Exited(outcome.status)));
+            Ok(())
+        }
+        Err(e) => {
+            let r = refusal.unwrap_or_else(|| refuse(ErrorCode::SetupFailed, e.to_string()));
+            audit(peer, &digest, "denied", &r.message);
+            Err(r)
+        }
+    }
+}

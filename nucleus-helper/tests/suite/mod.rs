@@ -1,0 +1,2 @@
+mod deps;
+mod hostile;

@@ -1,0 +1,83 @@
+#!/bin/bash
+# Suite "helper": the privileged helper as packaged: its socket unit from
+# systemd/ activates one helper per connection; unprivileged users get
+# cgroup limits through it (OOM kill reported, fork bomb stopped at
+# --pids); polkit decides who may (rules for tester/other, the shipped
+# example rule for members of group nucleus, a rule on the sandbox name);
+# and many runs leave no cgroup, mount or unit behind. Runs as root.
+set -uo pipefail
+VM_ROOT=${VM_ROOT:-/mnt/project/tests/vm}
+PROJECT=${PROJECT:-/mnt/project}
+# shellcheck source=tests/vm/lib/assert.sh
+source "$VM_ROOT/lib/assert.sh"
+
+# Run as USER, at most 60 s (a hung helper must fail the suite, not hang it).
+as_user() {
+  local user=$1
+  shift
+  timeout -k 5 60 setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@"
+}
+
+# The helper's journal, for failures.
+helper_journal() { journalctl -q --no-pager -u 'nucleus-helper@*' -o short-monotonic | tail -n 30; }
+
+t_begin helper
+
+t_section "socket activation"
+t_eq "nucleus-helper.socket (from systemd/) is listening" active "$(systemctl is-active nucleus-helper.socket)"
+t_eq "the socket is world-connectable" "srw-rw-rw-" "$(stat -c %A /run/nucleus/helper.sock)"
+
+t_section "polkit rules"
+install -m 0644 -t /etc/polkit-1/rules.d "$VM_ROOT/fixtures/polkit/60-nucleus-vmtest.rules" \
+  "$PROJECT/polkit/50-nucleus-example.rules"
+getent group nucleus >/dev/null || groupadd nucleus
+id third >/dev/null 2>&1 || useradd --create-home --groups nucleus third
+sleep 1 # polkitd reloads rules on change
+
+t_section "limits through the helper"
+# The first run goes to files, not a pipe: if it hangs, show why.
+as_user tester nucleus run --memory 64M -- sh -c 'echo via-helper; id -u' >/tmp/first.out 2>&1 &
+first=$!
+for ((i = 0; i < 300; i++)); do kill -0 "$first" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$first" 2>/dev/null; then
+  echo "--- the first run through the helper hangs; diagnostics:"
+  ps -eo pid,ppid,user,stat,wchan:24,cmd --forest | grep -v ' \[' | tail -n 40
+  helper_journal
+  for p in $(pgrep -f nucleus); do echo "== $p $(cat /proc/$p/cmdline | tr '\0' ' ')"; cat /proc/$p/stack 2>/dev/null | head -5; done
+fi
+wait "$first"
+out=$(cat /tmp/first.out)
+t_eq "tester: a sandbox runs through the helper, as uid 0 inside" "via-helper
+0" "$out"
+[[ $out == "via-helper"* ]] || t_quote "$(helper_journal)"
+t_match "the helper's audit line names tester and the decision" "audit uid=1000 .*decision=allowed" \
+  "$(journalctl -q --no-pager -t nucleus-helper -o cat 2>/dev/null | tail -n 5; journalctl -q --no-pager -u 'nucleus-helper@*' -o cat | tail -n 5)"
+
+out=$(as_user tester nucleus run --memory 64M -- tail /dev/zero 2>&1)
+rc=$?
+t_eq "tester: a memory hog under --memory 64M is OOM-killed (137)" 137 "$rc"
+t_match "tester is told it was an OOM kill" "ran out of memory" "$out"
+
+out=$(as_user tester nucleus run --pids 50 -- sh -c 'i=0; while [ $i -lt 200 ]; do sleep 3 & i=$((i+1)); done; wait' 2>&1)
+t_match "tester: a fork bomb stops at --pids 50" 'fork|Resource temporarily unavailable' "$out"
+
+t_section "who may"
+out=$(as_user other nucleus run --memory 64M -- true 2>&1)
+rc=$?
+t_eq "other: refused (exit 125)" 125 "$rc"
+t_match "other is told which polkit action to grant" "polkit does not allow org.nucleus.run" "$out"
+t_eq "third (group nucleus, shipped example rule): allowed" "ok" \
+  "$(as_user third nucleus run --memory 64M -- echo ok 2>&1)"
+out=$(as_user tester nucleus run --name vmtest-denied-by-detail --memory 64M -- true 2>&1)
+t_match "a rule on the sandbox name (polkit detail) denies tester" "polkit does not allow" "$out"
+
+t_section "nothing left behind"
+for ((i = 0; i < 25; i++)); do
+  as_user tester nucleus run --memory 64M --pids 64 -- true >/dev/null 2>&1 || echo "run $i failed"
+done | { out=$(cat); t_eq "25 more runs through the helper succeed" "" "$out"; }
+sleep 1
+t_eq "no sandbox cgroup remains" "" "$(find /sys/fs/cgroup -type d -name 'user-*' -path '*nucleus-helper*' 2>/dev/null)"
+t_eq "no helper instance remains" "" "$(systemctl list-units --plain --no-legend 'nucleus-helper@*.service' | grep -v ' dead ' || true)"
+t_eq "no mount left in the host namespace" "0" "$(grep -c -E 'nucleus|/run/secrets|/context|/workspace' /proc/self/mountinfo)"
+
+t_end
