@@ -27,6 +27,8 @@ t_section "socket activation"
 t_eq "nucleus-helper.socket (from systemd/) is listening" active "$(systemctl is-active nucleus-helper.socket)"
 t_eq "the socket is world-connectable" "srw-rw-rw-" "$(stat -c %A /run/nucleus/helper.sock)"
 
+echo "  info  $(systemd-analyze security --no-pager nucleus-helper@0.service 2>/dev/null | tail -n 1)"
+
 t_section "polkit rules"
 install -m 0644 -t /etc/polkit-1/rules.d "$VM_ROOT/fixtures/polkit/60-nucleus-vmtest.rules" \
   "$PROJECT/polkit/50-nucleus-example.rules"
