@@ -73,6 +73,22 @@ t_eq "third (group nucleus, shipped example rule): allowed" "ok" \
 out=$(as_user tester nucleus run --name vmtest-denied-by-detail --memory 64M -- true 2>&1)
 t_match "a rule on the sandbox name (polkit detail) denies tester" "polkit does not allow" "$out"
 
+t_section "a client that goes away"
+setpriv --reuid=tester --regid=tester --init-groups --reset-env -- nucleus run --memory 64M --name gone -- sleep 60 >/dev/null 2>&1 &
+client=$!
+for ((i = 0; i < 100; i++)); do
+  pgrep -u tester -x sleep >/dev/null && break
+  sleep 0.1
+done
+t_status "the sandbox of a connected client runs" 0 pgrep -u tester -x sleep
+kill -KILL "$client"
+wait "$client" 2>/dev/null
+for ((i = 0; i < 100; i++)); do
+  pgrep -u tester -x sleep >/dev/null || break
+  sleep 0.1
+done
+t_status "killing the client kills its sandbox" 1 pgrep -u tester -x sleep
+
 t_section "nothing left behind"
 for ((i = 0; i < 25; i++)); do
   as_user tester nucleus run --memory 64M --pids 64 -- true >/dev/null 2>&1 || echo "run $i failed"
