@@ -1,5 +1,6 @@
 #!/bin/bash
-# Suite "limits": rootless cgroup limits are enforced for real. nucleus puts
+# Suite "limits": rootless cgroup limits are enforced for real (--rootless:
+# the helper, when installed, is the helper suite's business). nucleus puts
 # the sandbox into a transient systemd scope (the system manager for root,
 # the user's own manager for an unprivileged user): a memory hog is
 # OOM-killed, a fork loop stops at --pids, --cpus becomes cpu.max, and the
@@ -44,27 +45,28 @@ t_status "tester's user manager and session bus are up" 0 test -S "/run/user/$(i
 
 for who in root tester; do
   if [[ $who == root ]]; then run=as_root; else run="as_session_user tester"; fi
+  run="$run nucleus run --rootless"
   t_section "$who"
-  out=$($run nucleus run --service-mode strict-agent --memory 32M -- tail /dev/zero 2>&1)
+  out=$($run --service-mode strict-agent --memory 32M -- tail /dev/zero 2>&1)
   rc=$?
   t_eq "$who: a memory hog under --memory 32M is OOM-killed (exit 137)" 137 "$rc"
   [[ $rc == 137 ]] || t_quote "$out"
 
-  out=$($run nucleus run --service-mode strict-agent --pids 4 -- sh -c 'for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait' 2>&1)
+  out=$($run --service-mode strict-agent --pids 4 -- sh -c 'for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait' 2>&1)
   t_match "$who: a fork loop stops at --pids 4" 'fork|Resource temporarily unavailable' "$out"
 
-  $run nucleus run --service-mode strict-agent --cpus 0.5 --name cpu-$who -- sleep 3 &
+  $run --service-mode strict-agent --cpus 0.5 --name cpu-$who -- sleep 3 &
   pid=$!
   t_eq "$who: --cpus 0.5 becomes cpu.max" "50000 100000" "$(cpu_max_of "nucleus-cpu-$who-")"
   wait "$pid"
 
-  out=$($run nucleus run --service-mode strict-agent --memory 64M -- sh -c 'echo within limits' 2>&1)
+  out=$($run --service-mode strict-agent --memory 64M -- sh -c 'echo within limits' 2>&1)
   t_eq "$who: a sandbox within its limits runs normally" "within limits" "$out"
 done
 
 t_section "nothing left behind"
 sleep 0.5
-left=$(systemctl list-units --all --plain --no-legend 'nucleus-*' 2>/dev/null; as_session_user tester systemctl --user list-units --all --plain --no-legend 'nucleus-*' 2>/dev/null)
+left=$(systemctl list-units --all --plain --no-legend 'nucleus-*.scope' 2>/dev/null; as_session_user tester systemctl --user list-units --all --plain --no-legend 'nucleus-*.scope' 2>/dev/null)
 t_eq "no nucleus scopes remain (system and tester's manager)" "" "$left"
 
 t_end
