@@ -23,7 +23,7 @@ use crate::cgroup::SandboxCgroup;
 use crate::conn::Conn;
 use crate::peer::Peer;
 use crate::serve::{Refusal, Request};
-use crate::{detach, polkit, sys};
+use crate::{ceilings, detach, polkit, sys};
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal {
@@ -77,9 +77,10 @@ fn check_supported(plan: &Plan) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The polkit action every launch needs; features add their own as they
-/// arrive in the helper.
+/// The polkit action every launch needs; features add their own.
 const RUN: &str = "org.nucleus.run";
+/// Limits above the administrator's ceilings.
+const EXCEED: &str = "org.nucleus.limits.exceed";
 
 /// Detached trees of the caller's descriptors, keyed by plan path.
 fn detach(
@@ -112,6 +113,8 @@ struct HelperHooks<'a> {
     conn: &'a mut Conn,
     peer: &'a Peer,
     plan: &'a Plan,
+    /// Polkit actions this launch needs.
+    actions: Vec<&'static str>,
     digest: PlanDigest,
     cgroup: Option<SandboxCgroup>,
     refusal: Option<Refusal>,
@@ -130,22 +133,22 @@ impl HelperHooks<'_> {
             ("network_mode", "none"),
         ]
         .into();
-        match polkit::authorized(self.peer, RUN, &details) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(refuse(
+        for action in &self.actions {
+            match polkit::authorized(self.peer, action, &details) {
+                Ok(true) => {}
+                Ok(false) => return Err(refuse(
                     ErrorCode::Unauthorized,
                     format!(
-                        "polkit does not allow {RUN} for uid {}; an administrator can grant it",
+                        "polkit does not allow {action} for uid {}; an administrator can grant it",
                         self.peer.uid
                     ),
-                ))
-            }
-            Err(e) => {
-                return Err(refuse(
-                    ErrorCode::Unauthorized,
-                    format!("cannot ask polkit: {e}"),
-                ))
+                )),
+                Err(e) => {
+                    return Err(refuse(
+                        ErrorCode::Unauthorized,
+                        format!("cannot ask polkit: {e}"),
+                    ))
+                }
             }
         }
         // polkit asked about the pid; the pidfd says the caller held that
@@ -230,10 +233,29 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
         host_trees: detach(plan, &req.mount_ns, req.host_fds)?,
         stdio: req.stdio,
     };
+    // The administrator's ceilings: missing limits take them, excess needs
+    // its own polkit action. No config file means no ceilings.
+    let config = match std::fs::read_to_string(ceilings::PATH) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!("reading {}: {e}", ceilings::PATH),
+            ))
+        }
+    };
+    let ceilings =
+        ceilings::parse(&config, peer.uid).map_err(|e| refuse(ErrorCode::Internal, e))?;
+    let (limits, exceeds) = ceilings::apply(&plan.limits, &ceilings);
+    let mut actions = vec![RUN];
+    if exceeds {
+        actions.push(EXCEED);
+    }
     // Made before the fork: cgroup v2 enables controllers only over
     // cgroups without processes, and the sandbox is born in ours.
-    let cgroup = if plan.limits.wants_cgroup() {
-        let made = SandboxCgroup::create(Path::new("/sys/fs/cgroup"), peer.uid, &plan.limits);
+    let cgroup = if limits.wants_cgroup() {
+        let made = SandboxCgroup::create(Path::new("/sys/fs/cgroup"), peer.uid, &limits);
         Some(made.map_err(|e| {
             refuse(
                 ErrorCode::SetupFailed,
@@ -247,6 +269,7 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
         conn,
         peer,
         plan,
+        actions,
         digest,
         cgroup,
         refusal: None,

@@ -10,6 +10,7 @@
 //! TOML or JSON parser, no async runtime), and never leave a sandbox,
 //! cgroup or mount behind.
 
+mod ceilings;
 mod cgroup;
 mod conn;
 mod detach;

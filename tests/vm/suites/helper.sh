@@ -73,6 +73,16 @@ t_eq "third (group nucleus, shipped example rule): allowed" "ok" \
 out=$(as_user tester nucleus run --name vmtest-denied-by-detail --memory 64M -- true 2>&1)
 t_match "a rule on the sandbox name (polkit detail) denies tester" "polkit does not allow" "$out"
 
+t_section "ceilings (/etc/nucleus/helper.conf)"
+mkdir -p /etc/nucleus
+printf 'pids_max = 256\nuser %s memory_max_bytes = 67108864\n' "$(id -u tester)" >/etc/nucleus/helper.conf
+out=$(as_user tester nucleus run --memory 1G -- true 2>&1)
+t_match "tester above the memory ceiling needs org.nucleus.limits.exceed" "polkit does not allow org.nucleus.limits.exceed" "$out"
+out=$(as_user tester nucleus run --pids 64 -- tail /dev/zero 2>&1)
+rc=$?
+t_eq "tester without --memory gets the 64M ceiling: the hog is OOM-killed (137)" 137 "$rc"
+rm /etc/nucleus/helper.conf
+
 t_section "a client that goes away"
 setpriv --reuid=tester --regid=tester --init-groups --reset-env -- nucleus run --memory 64M --name gone -- sleep 60 >/dev/null 2>&1 &
 client=$!
