@@ -28,6 +28,7 @@ macro_rules! as_root_and_user {
     )+};
 }
 
+mod agent;
 mod bad_input;
 mod defaults;
 mod escape;
