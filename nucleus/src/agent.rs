@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::{Read, Seek};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -119,7 +120,17 @@ fn secrets(given: &[(std::path::PathBuf, String)]) -> Result<Vec<(Secret, OwnedF
         .map(|(src, dest)| {
             let flag = || format!("--secret {}:{dest}", src.display());
             let name = secret_name(dest).with_context(flag)?;
-            let mut file = fs::File::open(src)
+            // Checked before opening: opening a FIFO would block.
+            let before = fs::metadata(src)
+                .map_err(|e| anyhow!("{}: {e}", src.display()))
+                .with_context(flag)?;
+            if !before.is_file() {
+                bail!("{}: {} is not a regular file", flag(), src.display());
+            }
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(src)
                 .map_err(|e| anyhow!("{}: {e}", src.display()))
                 .with_context(flag)?;
             let meta = file.metadata().with_context(flag)?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -260,20 +261,34 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
 /// A sandbox gets only what its caller can open: refuse early, with the
 /// flag named, rather than show an unreadable mount inside.
 fn ensure_readable(path: &Path) -> Result<()> {
-    fs::File::open(path).map(drop).map_err(|e| {
-        anyhow!(
-            "{}: {e}; you can only give the sandbox what you can read yourself",
+    // Only directories and regular files are opened: opening a FIFO would
+    // block, and device files have no business here.
+    let meta = fs::metadata(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if !meta.is_dir() && !meta.is_file() {
+        bail!(
+            "{} is neither a directory nor a regular file",
             path.display()
-        )
-    })
+        );
+    }
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            anyhow!(
+                "{}: {e}; you can only give the sandbox what you can read yourself",
+                path.display()
+            )
+        })
 }
 
 pub(crate) fn canonical_dir(dir: &Path) -> Result<AbsPath> {
     let real = fs::canonicalize(dir).map_err(|e| anyhow!("{e}; give an existing directory"))?;
-    ensure_readable(&real)?;
     if !real.is_dir() {
         bail!("{} is not a directory", real.display());
     }
+    ensure_readable(&real)?;
     let s = real
         .to_str()
         .ok_or_else(|| anyhow!("path is not valid UTF-8"))?;

@@ -37,11 +37,15 @@ pub fn copy_tree(
     let readable = sys::open_at(source, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .step(|| format!("{flag}: opening the source"))?;
     let mut meter = Meter::new(flag);
-    let done = tree::copy(readable.as_fd(), target, &mut |p| meter.update(p)).map_err(|e| {
-        Error::Setup {
-            step: format!("{flag}: copying {}", e.path),
-            source: e.source,
-        }
+    // The sandbox's root may read the caller's own unreadable files (it
+    // holds CAP_DAC_OVERRIDE over them): copy as the caller would.
+    let copied = sys::without_dac_override(|| {
+        tree::copy(readable.as_fd(), target, &mut |p| meter.update(p))
+    })
+    .step(|| format!("{flag}: lowering capabilities for the copy"))?;
+    let done = copied.map_err(|e| Error::Setup {
+        step: format!("{flag}: copying {}", e.path),
+        source: e.source,
     })?;
     meter.finish(done);
     if let Some(expected) = verify {

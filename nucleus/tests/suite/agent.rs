@@ -49,11 +49,8 @@ as_root_and_user!(
     refuses_overlay_dir_on_procfs,
     refuses_verifying_a_bound_context,
     refuses_sync_on_timeout_without_copy_in_out,
-    #[ignore = "bug: nucleus blocks forever in open(2) on a FIFO given as --context (canonical_dir opens the path before checking it is a directory)"]
     refuses_a_context_that_is_a_fifo,
-    #[ignore = "bug: nucleus blocks forever in open(2) on a FIFO given as --workspace (canonical_dir opens the path before checking it is a directory)"]
     refuses_a_workspace_that_is_a_fifo,
-    #[ignore = "bug: nucleus blocks forever in open(2) on a FIFO given as --secret SRC (agent::secrets opens SRC before checking it is a regular file)"]
     refuses_a_secret_that_is_a_fifo,
 );
 
@@ -883,7 +880,6 @@ fn refuses_a_context_with_an_own_mode_000_file_when_verifying() {
 }
 
 #[test]
-#[ignore = "bug: a mode-000 file owned by the caller in a copied --context is copied (the copy runs as root of the sandbox's user namespace, whose CAP_DAC_OVERRIDE covers the caller's own files) instead of being refused with 125 naming --context"]
 fn refuses_a_context_with_an_own_mode_000_file() {
     if let Some(id) = user() {
         refuses_a_context_with_an_unreadable_file(&id, id.uid, false);
@@ -891,7 +887,6 @@ fn refuses_a_context_with_an_own_mode_000_file() {
 }
 
 #[test]
-#[ignore = "bug: as for --context, a mode-000 file owned by the caller in a copy-in-out --workspace is copied instead of refused"]
 fn refuses_a_workspace_copy_with_an_own_mode_000_file() {
     if let Some(id) = user() {
         let dir = TempDir::new("unreadable-workspace");

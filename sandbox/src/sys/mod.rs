@@ -131,14 +131,32 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Empties the effective, permitted and inheritable sets of this thread.
-pub fn capset_empty() -> io::Result<()> {
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const CAP_DAC_OVERRIDE: u32 = 1;
+const CAP_DAC_READ_SEARCH: u32 = 2;
+
+fn capget() -> io::Result<[CapData; 2]> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData::default(); 2];
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 takes a header and two writable data structs.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(data)
+}
+
+fn capset(data: &[CapData; 2]) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     // SAFETY: version 3 takes a header and two data structs, both valid here.
     check(unsafe {
         libc::syscall(
@@ -148,6 +166,24 @@ pub fn capset_empty() -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// Runs `f` with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH out of the
+/// effective set, so file access is checked as for the plain uid (the
+/// caller's), then restores the set.
+pub fn without_dac_override<T>(f: impl FnOnce() -> T) -> io::Result<T> {
+    let saved = capget()?;
+    let mut lowered = saved;
+    lowered[0].effective &= !((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH));
+    capset(&lowered)?;
+    let out = f();
+    capset(&saved)?;
+    Ok(out)
+}
+
+/// Empties the effective, permitted and inheritable sets of this thread.
+pub fn capset_empty() -> io::Result<()> {
+    capset(&[CapData::default(); 2])
 }
 
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
