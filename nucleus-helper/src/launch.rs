@@ -136,13 +136,15 @@ impl HelperHooks<'_> {
         for action in &self.actions {
             match polkit::authorized(self.peer, action, &details) {
                 Ok(true) => {}
-                Ok(false) => return Err(refuse(
-                    ErrorCode::Unauthorized,
-                    format!(
+                Ok(false) => {
+                    return Err(refuse(
+                        ErrorCode::Unauthorized,
+                        format!(
                         "polkit does not allow {action} for uid {}; an administrator can grant it",
                         self.peer.uid
                     ),
-                )),
+                    ))
+                }
                 Err(e) => {
                     return Err(refuse(
                         ErrorCode::Unauthorized,

@@ -66,12 +66,15 @@ fn open_host_paths(plan: &Plan) -> Result<Vec<OwnedFd>> {
         .into_iter()
         .map(|(path, kind)| {
             let mut options = OpenOptions::new();
-            options
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY);
-            if kind == HostKind::Directory {
-                options.custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY);
-            }
+            // O_NONBLOCK: a path swapped for a FIFO since it was checked
+            // must not block the open; the helper refuses its kind anyway.
+            let base = libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+            let dir = if kind == HostKind::Directory {
+                libc::O_DIRECTORY
+            } else {
+                0
+            };
+            options.read(true).custom_flags(base | dir);
             let file: File = options
                 .open(path.as_str())
                 .with_context(|| format!("opening {path} for the helper"))?;
