@@ -102,12 +102,16 @@ pub fn sethostname(name: &str) -> io::Result<()> {
     check_int(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
 
+/// Sets the calling thread's uid and gid with the raw system calls. libc's
+/// wrappers would also switch every other thread and wait for each, which
+/// stalls behind the network thread while it creates its namespace; that
+/// thread ends before exec, so only this thread's ids matter.
 pub fn setresid(uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain integer arguments. Group first: after the uid change we
     // may no longer be allowed to change it.
-    check_int(unsafe { libc::setresgid(gid, gid, gid) })?;
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
     // SAFETY: plain integer arguments.
-    check_int(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
 }
 
 /// prctl with an option and one argument (or sub-option), the rest zero.
