@@ -929,12 +929,8 @@ fn refuses_an_unreadable_secret() {
 /// until a writer comes, which none will.
 fn fifo(id: &Identity, dir: &TempDir) -> String {
     let path = dir.join("fifo");
-    let status = std::process::Command::new("mkfifo")
-        .args(["-m", "600"])
-        .arg(&path)
-        .status()
+    super::harness::sys::mkfifo(&path, 0o600)
         .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
-    assert!(status.success(), "mkfifo {}: {status}", path.display());
     std::os::unix::fs::lchown(&path, Some(id.uid), Some(id.gid)).unwrap();
     text(&path)
 }

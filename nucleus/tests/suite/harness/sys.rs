@@ -115,3 +115,15 @@ pub fn leak_fd_into(cmd: &mut Command, fd: RawFd, target: RawFd) {
     // (async-signal-safe): no allocation, no locks.
     unsafe { cmd.pre_exec(dup) };
 }
+
+/// mkfifo(3), in-process: a `mkfifo` child could lose its exit status to
+/// the harness, which reaps orphans as the test process's subreaper.
+pub fn mkfifo(path: &std::path::Path, mode: libc::mode_t) -> io::Result<()> {
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is NUL-terminated and outlives the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), mode) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
