@@ -727,14 +727,7 @@ fn refused(id: &Identity, dir: &TempDir, flags: &[String], flag: &str) -> String
         .env("TMPDIR", &text(scratch.path()))
         .args(flags)
         .run(&["/bin/echo", "the command ran"]);
-    out.assert_code(125);
-    assert_eq!(out.stdout, "", "{out}");
-    let line = out.stderr_line();
-    assert!(line.starts_with("nucleus: "), "{out}");
-    assert!(
-        line.contains(flag),
-        "the message does not name {flag}\n{out}"
-    );
+    let line = out.assert_refused(flag).to_owned();
     assert_eq!(listing(dir.path()), before, "{out}");
     assert_eq!(listing(scratch.path()), Vec::<String>::new(), "{out}");
     if let Some(user_entries) = user_entries {
@@ -742,7 +735,7 @@ fn refused(id: &Identity, dir: &TempDir, flags: &[String], flag: &str) -> String
         let new: Vec<_> = now.difference(&user_entries).collect();
         assert!(new.is_empty(), "new temp entries: {new:?}\n{out}");
     }
-    line.to_owned()
+    line
 }
 
 /// A test directory owned by `id` with a regular file `file` and a

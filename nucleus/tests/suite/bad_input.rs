@@ -10,15 +10,7 @@ fn refused(flags: &[&str], flag: &str) -> String {
     let out = Nucleus::bare(&Identity::invoker())
         .args(flags)
         .run(&["true"]);
-    out.assert_code(125);
-    assert_eq!(out.stdout, "", "{out}");
-    let line = out.stderr_line();
-    assert!(line.starts_with("nucleus: "), "{out}");
-    assert!(
-        line.contains(flag),
-        "the message does not name {flag}\n{out}"
-    );
-    line.to_owned()
+    out.assert_refused(flag).to_owned()
 }
 
 #[test]

@@ -32,13 +32,7 @@ fn rw_volume_writes_land_on_the_host_as_the_caller(id: &Identity) {
     );
     assert!(a.ok, "{a:?}");
     let file = vol.join("f");
-    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
-    let meta = fs::metadata(&file).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.gid()),
-        (id.uid, id.gid),
-        "owner on the host"
-    );
+    assert_written_by(&file, id);
 }
 
 fn ro_volume_refuses_writes(id: &Identity) {
@@ -130,13 +124,7 @@ fn rootfs_is_writable_by_default(id: &Identity) {
     let a = in_rootfs(id, root.path(), &[], &["write", "/x"]);
     assert!(a.ok, "{a:?}");
     let file = root.join("x");
-    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
-    let meta = fs::metadata(&file).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.gid()),
-        (id.uid, id.gid),
-        "owner on the host"
-    );
+    assert_written_by(&file, id);
 }
 
 fn rootfs_read_only_refuses_writes(id: &Identity) {
@@ -144,4 +132,15 @@ fn rootfs_read_only_refuses_writes(id: &Identity) {
     let a = in_rootfs(id, root.path(), &["--read-only"], &["write", "/x"]);
     assert_eq!((a.ok, a.errno), (false, Some(libc::EROFS)), "{a:?}");
     assert!(!root.join("x").exists());
+}
+
+/// `file` holds the probe's "x" and belongs to `id` on the host.
+fn assert_written_by(file: &Path, id: &Identity) {
+    assert_eq!(fs::read_to_string(file).unwrap(), "x");
+    let meta = fs::metadata(file).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (id.uid, id.gid),
+        "owner on the host"
+    );
 }

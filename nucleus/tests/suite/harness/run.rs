@@ -333,6 +333,20 @@ impl Output {
     pub fn signal(&self) -> Option<i32> {
         self.status.signal()
     }
+
+    /// nucleus refused before running anything: exit 125, nothing on
+    /// stdout, one `nucleus: ` line on stderr that names `flag`.
+    pub fn assert_refused(&self, flag: &str) -> &str {
+        self.assert_code(125);
+        assert_eq!(self.stdout, "", "{self}");
+        let line = self.stderr_line();
+        assert!(line.starts_with("nucleus: "), "{self}");
+        assert!(
+            line.contains(flag),
+            "the message does not name {flag}\n{self}"
+        );
+        line
+    }
 }
 
 // ---------------------------------------------------------------- leftovers
