@@ -8,16 +8,14 @@ use std::os::unix::fs::PermissionsExt;
 
 use protocol::Process;
 
+use crate::sys;
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Prepared {
     pub program: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
-}
-
-fn cstring(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Resolves the program like execvp(3) would, against the sandbox's own
@@ -29,15 +27,15 @@ pub fn prepare(process: &Process) -> io::Result<Prepared> {
         .argv
         .args()
         .iter()
-        .map(|a| cstring(a.as_str()))
+        .map(|a| sys::c_string(a.as_str()))
         .collect::<io::Result<_>>()?;
     let envp = process
         .env
         .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}")))
+        .map(|(k, v)| sys::c_string(&format!("{k}={v}")))
         .collect::<io::Result<_>>()?;
     Ok(Prepared {
-        program: cstring(&program)?,
+        program: sys::c_string(&program)?,
         argv,
         envp,
     })

@@ -18,7 +18,7 @@ mod exec;
 mod idmap;
 mod inputs;
 mod landlock;
-pub mod mounts;
+mod mounts;
 mod net;
 mod overlay;
 mod pty;
@@ -30,18 +30,11 @@ mod sys;
 pub mod tree;
 
 pub use error::Error;
-pub use idmap::map_text;
 pub use inputs::Inputs;
-pub use landlock::supported as landlock_supported_access;
 pub use supervise::{run, Control, Hooks, Outcome};
 /// Turns a caller's descriptor into a detached mount tree (privileged
 /// executors, before the fork).
 pub use sys::clone_tree as detach_tree;
-
-/// The Landlock ABI of the running kernel, or `None` without Landlock.
-pub fn landlock_abi() -> Option<u32> {
-    sys::landlock_abi().ok()
-}
 
 /// The calling process's real uid and gid.
 pub fn caller_ids() -> (u32, u32) {
@@ -51,9 +44,4 @@ pub fn caller_ids() -> (u32, u32) {
 /// The `f_type` magic number of the filesystem holding `path`.
 pub fn filesystem_magic(path: &std::path::Path) -> std::io::Result<i64> {
     sys::statfs_magic(path)
-}
-
-/// Whether `fd` is a terminal.
-pub fn is_terminal(fd: i32) -> bool {
-    sys::isatty(fd)
 }

@@ -14,15 +14,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use protocol::{AbsPath, OverlayUpper, RootSource};
 
 use crate::error::{Context, Error};
+use crate::rootfs;
 use crate::sources::Sources;
 use crate::sys;
 
 /// The name of the `--rootfs` directory's layer.
 pub const ROOTFS_LAYER: &str = "rootfs";
-
-fn cstr(s: &str) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
 
 /// Mounts the storage at `storage` and the root below it; returns the
 /// path of the root, a mount point ready for pivot_root.
@@ -32,23 +29,11 @@ pub fn mount_root(
     upper: &OverlayUpper,
     sources: &mut Sources,
 ) -> Result<String, Error> {
-    let at = cstr(storage).step(|| storage.into())?;
-    match upper {
-        OverlayUpper::Tmpfs => sys::mount(
-            Some(c"tmpfs"),
-            &at,
-            Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some(c"mode=0755"),
-        )
-        .step(|| "mounting the overlay storage tmpfs".into())?,
-        OverlayUpper::Directory(dir) => {
-            let tree = sources.tree(dir)?;
-            let target = crate::sources::open_path(storage).step(|| storage.into())?;
-            sys::attach_tree(tree.as_fd(), target.as_fd())
-                .step(|| format!("attaching --overlay-dir {dir}"))?;
-        }
-    }
+    let dir = match upper {
+        OverlayUpper::Tmpfs => None,
+        OverlayUpper::Directory(dir) => Some(dir),
+    };
+    rootfs::tmpfs_or_tree(storage, c"mode=0755", dir, sources, "the overlay storage")?;
     let store = std::fs::File::open(storage).step(|| "opening the overlay storage".into())?;
     for dir in ["upper", "work", "root"] {
         mkdir_exist_ok(store.as_fd(), dir)
@@ -64,7 +49,7 @@ pub fn mount_root(
         // The root directory lives in the storage; bind it onto itself so
         // it is a mount point.
         RootSource::Tmpfs => {
-            let r = cstr(&root).step(|| root.clone())?;
+            let r = sys::c_string(&root).step(|| root.clone())?;
             sys::mount(Some(&r), &r, None, libc::MS_BIND, None)
                 .step(|| "binding the overlay root".into())?;
         }
@@ -85,7 +70,7 @@ pub fn mount_layer(
     for dir in ["upper", "work"] {
         let parent = sys::open_at(
             store.as_fd(),
-            &cstr(dir)?,
+            &sys::c_string(dir)?,
             libc::O_RDONLY | libc::O_DIRECTORY,
             0,
         )?;
@@ -97,10 +82,10 @@ pub fn mount_layer(
     );
     sys::mount(
         Some(c"overlay"),
-        &cstr(target)?,
+        &sys::c_string(target)?,
         Some(c"overlay"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some(&cstr(&data)?),
+        Some(&sys::c_string(&data)?),
     )
 }
 
@@ -110,7 +95,7 @@ pub fn layer_name(target: &AbsPath) -> String {
 }
 
 fn mkdir_exist_ok(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-    match sys::mkdirat(dir, &cstr(name)?, 0o755) {
+    match sys::mkdirat(dir, &sys::c_string(name)?, 0o755) {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         other => other,
     }

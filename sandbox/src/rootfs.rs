@@ -7,7 +7,7 @@
 //! are opened before the staging mount exists, so the staging point cannot
 //! shadow them.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -32,12 +32,8 @@ pub enum Confinement {
     Chroot,
 }
 
-fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
 fn fd_path(fd: &impl AsRawFd) -> io::Result<CString> {
-    cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    sys::c_string(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// The new root while it is being furnished, mounted at the staging point.
@@ -169,7 +165,7 @@ impl NewRoot {
             &format!("mode={mode:o}"),
         )
         .step(|| format!("mounting tmpfs on {target}"))?;
-        let rel = cstr(target.relative()).step(|| target.to_string())?;
+        let rel = sys::c_string(target.relative()).step(|| target.to_string())?;
         sys::open_in_root(self.root.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY)
             .step(|| format!("opening {target}"))
     }
@@ -183,24 +179,43 @@ impl NewRoot {
 
 /// Mounts the root at the staging point; returns that path.
 fn mount_root(source: &RootSource, sources: &mut Sources) -> Result<String, Error> {
-    let staging = cstr(STAGING).step(|| "staging path".into())?;
-    match source {
-        RootSource::Tmpfs => sys::mount(
-            Some(c"tmpfs"),
-            &staging,
-            Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some(c"mode=0755,size=1m"),
-        )
-        .step(|| "mounting the root tmpfs".into())?,
-        RootSource::Directory(dir) => {
+    let dir = match source {
+        RootSource::Tmpfs => None,
+        RootSource::Directory(dir) => Some(dir),
+    };
+    tmpfs_or_tree(STAGING, c"mode=0755,size=1m", dir, sources, "the root")?;
+    Ok(STAGING.to_owned())
+}
+
+/// Mounts at `at` a fresh tmpfs (with `tmpfs_data`), or, given a host
+/// directory, that directory's detached tree.
+pub(crate) fn tmpfs_or_tree(
+    at: &str,
+    tmpfs_data: &CStr,
+    dir: Option<&AbsPath>,
+    sources: &mut Sources,
+    what: &str,
+) -> Result<(), Error> {
+    match dir {
+        None => {
+            let target = sys::c_string(at).step(|| at.to_owned())?;
+            let flags = libc::MS_NOSUID | libc::MS_NODEV;
+            sys::mount(
+                Some(c"tmpfs"),
+                &target,
+                Some(c"tmpfs"),
+                flags,
+                Some(tmpfs_data),
+            )
+            .step(|| format!("mounting a tmpfs for {what}"))
+        }
+        Some(dir) => {
             let tree = sources.tree(dir)?;
-            let at = open_path(STAGING).step(|| "opening the staging point".into())?;
-            sys::attach_tree(tree.as_fd(), at.as_fd())
-                .step(|| format!("attaching rootfs {dir}"))?;
+            let target = open_path(at).step(|| format!("opening {at}"))?;
+            sys::attach_tree(tree.as_fd(), target.as_fd())
+                .step(|| format!("attaching {dir} as {what}"))
         }
     }
-    Ok(STAGING.to_owned())
 }
 
 /// The steps that need nothing but the root: kernel filesystems, tmpfs,
@@ -267,14 +282,11 @@ fn apply_kernel_step(step: &Step, root: &OwnedFd) -> Result<(), Error> {
 }
 
 fn abs(p: &str) -> Result<AbsPath, Error> {
-    AbsPath::try_from(p).map_err(|e| Error::Setup {
-        step: e.to_string(),
-        source: io::Error::from_raw_os_error(libc::EINVAL),
-    })
+    abs_io(p).step(|| p.to_owned())
 }
 
 fn open_in(root: &OwnedFd, path: &AbsPath) -> io::Result<OwnedFd> {
-    sys::open_in_root(root.as_fd(), &cstr(path.relative())?, libc::O_PATH)
+    sys::open_in_root(root.as_fd(), &sys::c_string(path.relative())?, libc::O_PATH)
 }
 
 /// Opens `path` inside `root`, creating it (and missing parents as
@@ -288,7 +300,7 @@ fn ensure(root: &OwnedFd, path: &AbsPath, file: bool) -> io::Result<OwnedFd> {
         .parent()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
-    let name = cstr(path.components().last().unwrap_or("."))?;
+    let name = sys::c_string(path.components().last().unwrap_or("."))?;
     let created = if file {
         sys::create_file_at(parent.as_fd(), &name)
     } else {
@@ -318,7 +330,7 @@ fn fs_mount(
     data: &str,
 ) -> io::Result<()> {
     let target_fd = ensure(root, target, false)?;
-    let data = cstr(data)?;
+    let data = sys::c_string(data)?;
     sys::mount(
         Some(fstype),
         &fd_path(&target_fd)?,
@@ -340,7 +352,7 @@ fn copy_file(root: &OwnedFd, source: BorrowedFd<'_>, target: &AbsPath) -> io::Re
         .parent()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
-    let name = cstr(target.components().last().unwrap_or("."))?;
+    let name = sys::c_string(target.components().last().unwrap_or("."))?;
     // O_TRUNC, not O_EXCL: a kept overlay root (--overlay-dir) already has
     // last run's copy. open_at adds O_NOFOLLOW, so a planted link is refused.
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
@@ -354,8 +366,8 @@ fn symlink(root: &OwnedFd, target: &AbsPath, link_to: &str) -> io::Result<()> {
         .parent()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
-    let name = cstr(target.components().last().unwrap_or("."))?;
-    let to = cstr(link_to)?;
+    let name = sys::c_string(target.components().last().unwrap_or("."))?;
+    let to = sys::c_string(link_to)?;
     match sys::symlinkat(&to, parent.as_fd(), &name) {
         // A kept overlay root (--overlay-dir) has it from the last run.
         Err(e)
@@ -417,8 +429,8 @@ fn enter(path: &str, allow_chroot_fallback: bool) -> Result<Confinement, Error> 
             std::env::set_current_dir("/").step(|| "chdir to the new root".into())?;
             Ok(Confinement::PivotRoot)
         }
-        Err(e) if allow_chroot_fallback => {
-            tracing::warn!(error = %e, "pivot_root failed; falling back to chroot as allowed");
+        // The child warns on stderr, as the plan allowed.
+        Err(_) if allow_chroot_fallback => {
             sys::chroot(c".").step(|| "chroot into the new root".into())?;
             std::env::set_current_dir("/").step(|| "chdir to the new root".into())?;
             Ok(Confinement::Chroot)

@@ -32,6 +32,11 @@ fn check_int(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A string for the kernel: EINVAL if it holds a NUL byte.
+pub fn c_string(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// Takes ownership of a descriptor a system call just returned.
 fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(check(fd)?).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
