@@ -82,9 +82,12 @@ pub fn place_secrets(
     for (secret, fd) in secrets.iter().zip(fds) {
         let step = || format!("--secret {}", secret.name);
         let limit = secret.size.saturating_add(1);
-        let mut contents = Zeroizing::new(Vec::with_capacity(
-            usize::try_from(secret.size).unwrap_or(0),
-        ));
+        // Sized once, from the plan's claim bounded by the file itself (a
+        // plan can come from another process), so the buffer never grows:
+        // a reallocation would leave a copy of the secret behind unzeroed.
+        let on_disk = sys::fstat(fd.as_fd()).step(step)?.st_size as u64;
+        let room = usize::try_from(limit.min(on_disk.saturating_add(1))).unwrap_or(0);
+        let mut contents = Zeroizing::new(Vec::with_capacity(room));
         std::fs::File::from(fd)
             .take(limit)
             .read_to_end(&mut contents)
