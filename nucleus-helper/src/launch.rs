@@ -22,7 +22,7 @@ use sandbox::{Control, Hooks};
 use crate::cgroup::SandboxCgroup;
 use crate::conn::Conn;
 use crate::peer::Peer;
-use crate::serve::{Refusal, Request};
+use crate::serve::{Descriptors, Refusal, Request};
 use crate::{ceilings, detach, polkit, sys};
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -133,24 +133,22 @@ impl HelperHooks<'_> {
             ("network_mode", "none"),
         ]
         .into();
-        for action in &self.actions {
-            match polkit::authorized(self.peer, action, &details) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(refuse(
-                        ErrorCode::Unauthorized,
-                        format!(
+        match polkit::first_denied(self.peer, &self.actions, &details) {
+            Ok(None) => {}
+            Ok(Some(action)) => {
+                return Err(refuse(
+                    ErrorCode::Unauthorized,
+                    format!(
                         "polkit does not allow {action} for uid {}; an administrator can grant it",
                         self.peer.uid
                     ),
-                    ))
-                }
-                Err(e) => {
-                    return Err(refuse(
-                        ErrorCode::Unauthorized,
-                        format!("cannot ask polkit: {e}"),
-                    ))
-                }
+                ))
+            }
+            Err(e) => {
+                return Err(refuse(
+                    ErrorCode::Unauthorized,
+                    format!("cannot ask polkit: {e}"),
+                ))
             }
         }
         // polkit asked about the pid; the pidfd says the caller held that
@@ -222,18 +220,21 @@ impl Hooks for HelperHooks<'_> {
     }
 }
 
-pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal> {
-    let plan = req.plan.plan();
-    let digest = req.plan.digest();
-    let checked = check_identity(plan, peer).and_then(|()| check_supported(plan));
-    if let Err(r) = checked {
-        audit(peer, &digest, "denied", &r.message);
-        return Err(r);
-    }
+/// Everything decided before the fork.
+struct Prepared {
+    inputs: sandbox::Inputs,
+    actions: Vec<&'static str>,
+    cgroup: Option<SandboxCgroup>,
+}
+
+/// The checks, the caller's mounts, the ceilings and the cgroup.
+fn prepare(plan: &Plan, peer: &Peer, fds: Descriptors) -> Result<Prepared, Refusal> {
+    check_identity(plan, peer)?;
+    check_supported(plan)?;
     let inputs = sandbox::Inputs {
-        secrets: req.secret_fds,
-        host_trees: detach(plan, &req.mount_ns, req.host_fds)?,
-        stdio: req.stdio,
+        secrets: fds.secret_fds,
+        host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
+        stdio: fds.stdio,
     };
     // The administrator's ceilings: missing limits take them, excess needs
     // its own polkit action. No config file means no ceilings.
@@ -266,6 +267,31 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
         })?)
     } else {
         None
+    };
+    Ok(Prepared {
+        inputs,
+        actions,
+        cgroup,
+    })
+}
+
+pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal> {
+    let Request {
+        plan: verified,
+        fds,
+    } = req;
+    let plan = verified.plan();
+    let digest = verified.digest();
+    let Prepared {
+        inputs,
+        actions,
+        cgroup,
+    } = match prepare(plan, peer, fds) {
+        Ok(prepared) => prepared,
+        Err(r) => {
+            audit(peer, &digest, "denied", &r.message);
+            return Err(r);
+        }
     };
     let mut hooks = HelperHooks {
         conn,

@@ -27,13 +27,14 @@ fn start_time(pid: libc::pid_t) -> Result<u64, String> {
         .ok_or_else(|| "no start time in stat".to_owned())
 }
 
-/// Whether `peer` may do `action`, with `details` for admins' rules.
-/// Never interactive: the helper has nobody to ask.
-pub fn authorized(
+/// The first of `actions` polkit does not allow `peer`, if any, with
+/// `details` for admins' rules. One bus connection and one subject for all
+/// of them. Never interactive: the helper has nobody to ask.
+pub fn first_denied<'a>(
     peer: &Peer,
-    action: &str,
+    actions: &[&'a str],
     details: &HashMap<&str, &str>,
-) -> Result<bool, String> {
+) -> Result<Option<&'a str>, String> {
     let conn = Connection::system().map_err(|e| format!("connecting to the system bus: {e}"))?;
     let authority = Proxy::new(
         &conn,
@@ -44,16 +45,22 @@ pub fn authorized(
     .map_err(|e| e.to_string())?;
     let pid = u32::try_from(peer.pid).map_err(|e| e.to_string())?;
     let uid = i32::try_from(peer.uid).map_err(|e| e.to_string())?;
-    let mut subject: HashMap<&str, Value<'_>> = HashMap::new();
-    subject.insert("pid", Value::U32(pid));
-    subject.insert("start-time", Value::U64(start_time(peer.pid)?));
-    subject.insert("uid", Value::I32(uid));
+    let start = start_time(peer.pid)?;
     let flags: u32 = 0;
-    let (allowed, _challenge, _details): (bool, bool, HashMap<String, String>) = authority
-        .call(
-            "CheckAuthorization",
-            &(("unix-process", subject), action, details, flags, ""),
-        )
-        .map_err(|e| format!("polkit CheckAuthorization for {action}: {e}"))?;
-    Ok(allowed)
+    for &action in actions {
+        let mut subject: HashMap<&str, Value<'_>> = HashMap::new();
+        subject.insert("pid", Value::U32(pid));
+        subject.insert("start-time", Value::U64(start));
+        subject.insert("uid", Value::I32(uid));
+        let (allowed, _challenge, _details): (bool, bool, HashMap<String, String>) = authority
+            .call(
+                "CheckAuthorization",
+                &(("unix-process", subject), action, details, flags, ""),
+            )
+            .map_err(|e| format!("polkit CheckAuthorization for {action}: {e}"))?;
+        if !allowed {
+            return Ok(Some(action));
+        }
+    }
+    Ok(None)
 }

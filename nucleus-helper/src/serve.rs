@@ -40,6 +40,12 @@ impl From<ConnError> for Refusal {
 #[derive(Debug)]
 pub struct Request {
     pub plan: Verified,
+    pub fds: Descriptors,
+}
+
+/// The descriptors that came with a launch request.
+#[derive(Debug)]
+pub struct Descriptors {
     /// One per `Plan::host_paths()` entry, in order, type-checked.
     pub host_fds: Vec<OwnedFd>,
     /// One per secret, in order: regular files.
@@ -113,20 +119,13 @@ fn read_launch(conn: &mut Conn) -> Result<Request, Refusal> {
     // the front end ran, run again on what arrived.
     let plan =
         Plan::verify(&plan, &digest).map_err(|e| refuse(ErrorCode::InvalidPlan, e.to_string()))?;
-    let (host_fds, secret_fds, stdio, mount_ns) = check_fds(plan.plan(), fds)?;
-    Ok(Request {
-        plan,
-        host_fds,
-        secret_fds,
-        stdio,
-        mount_ns,
-    })
+    let fds = check_fds(plan.plan(), fds)?;
+    Ok(Request { plan, fds })
 }
 
 /// The descriptors must be exactly the plan's host paths (of the right
-/// kinds), its secrets (regular files), then the caller's stdio.
-type Descriptors = (Vec<OwnedFd>, Vec<OwnedFd>, Vec<OwnedFd>, OwnedFd);
-
+/// kinds), its secrets (regular files), the caller's stdio and its mount
+/// namespace.
 fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal> {
     let paths = plan.host_paths();
     let expected = plan.launch_fd_count();
@@ -181,5 +180,10 @@ fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal>
             ));
         }
     }
-    Ok((fds, secret_fds, stdio, mount_ns))
+    Ok(Descriptors {
+        host_fds: fds,
+        secret_fds,
+        stdio,
+        mount_ns,
+    })
 }
