@@ -232,11 +232,20 @@ fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {
     for entry in HOST_ETC {
         // Follow symlinks on the host (resolv.conf often points into /run):
         // directories are mounted, small files copied (a mount costs more).
-        let Ok(real) = fs::canonicalize(entry) else {
+        // Only links are resolved: this runs before every sandbox.
+        let Ok(meta) = fs::symlink_metadata(entry) else {
             continue;
         };
-        let Ok(meta) = fs::metadata(&real) else {
-            continue;
+        let (real, meta) = if meta.file_type().is_symlink() {
+            let Ok(real) = fs::canonicalize(entry) else {
+                continue;
+            };
+            let Ok(meta) = fs::metadata(&real) else {
+                continue;
+            };
+            (real, meta)
+        } else {
+            (entry.into(), meta)
         };
         let Some(source) = real.to_str().and_then(|s| AbsPath::try_from(s).ok()) else {
             continue;
