@@ -83,10 +83,6 @@ impl Verified {
     pub fn digest(&self) -> PlanDigest {
         self.digest
     }
-
-    pub fn into_plan(self) -> Plan {
-        self.plan
-    }
 }
 
 impl Plan {

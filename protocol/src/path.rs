@@ -51,17 +51,6 @@ impl AbsPath {
             || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
     }
 
-    /// `self` with `child` appended; `child` is a single normal component or
-    /// a relative path of normal components.
-    pub fn join(&self, child: &str) -> Result<AbsPath, PathError> {
-        let joined = if self.is_root() {
-            format!("/{child}")
-        } else {
-            format!("{}/{child}", self.0)
-        };
-        AbsPath::try_from(joined)
-    }
-
     /// The path relative to `/`, suitable for `openat(root_fd, ..)`; `.` for `/`.
     pub fn relative(&self) -> &str {
         if self.is_root() {
