@@ -140,6 +140,7 @@ mod tests {
             memory: None,
             cpus: None,
             pids: None,
+            io_weight: None,
         };
         let (applied, exceeds) = apply(&none, &ceilings);
         assert!(!exceeds);

@@ -24,6 +24,9 @@ pub fn limit_files(limits: &Limits) -> Vec<(&'static str, String)> {
     if let Some(pids) = limits.pids {
         files.push(("pids.max", pids.get().to_string()));
     }
+    if let Some(weight) = limits.io_weight {
+        files.push(("io.weight", format!("default {}", weight.get())));
+    }
     files
 }
 
@@ -70,7 +73,12 @@ impl SandboxCgroup {
             &supervisor.join("cgroup.procs"),
             &std::process::id().to_string(),
         )?;
-        let controllers = "+memory +cpu +pids";
+        // io only when asked: a kernel without it must not fail every launch.
+        let controllers = if limits.io_weight.is_some() {
+            "+memory +cpu +pids +io"
+        } else {
+            "+memory +cpu +pids"
+        };
         write(&own.join("cgroup.subtree_control"), controllers)?;
         let user = own.join(format!("user-{uid}"));
         mkdir(&user)?;
@@ -82,6 +90,10 @@ impl SandboxCgroup {
             write(&cgroup.path.join(file), &value)?;
         }
         Ok(cgroup)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn add(&self, pid: libc::pid_t) -> io::Result<()> {
@@ -113,10 +125,42 @@ impl SandboxCgroup {
     }
 }
 
+/// The cgroup of a sandbox whose helper died: whatever still runs in it
+/// is killed (cgroup.kill), then it and its user-UID parent are removed
+/// if empty. Every failure is reported.
+pub fn remove_stale(path: &Path) -> Vec<io::Error> {
+    if let Err(e) = fs::write(path.join("cgroup.kill"), "1") {
+        if e.kind() == io::ErrorKind::NotFound {
+            return Vec::new();
+        }
+    }
+    let mut errors = Vec::new();
+    // The kill is asynchronous: give the kernel a moment to empty it.
+    let mut removed = fs::remove_dir(path);
+    for _ in 0..50 {
+        if removed.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        removed = fs::remove_dir(path);
+    }
+    if let Err(e) = removed {
+        errors.push(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+    }
+    if let Some(user) = path.parent().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("user-"))
+    }) {
+        // Busy while the user's other sandboxes run: not an error.
+        let _ = fs::remove_dir(user);
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{MilliCpus, PidsLimit};
+    use protocol::{IoWeight, MilliCpus, PidsLimit};
 
     #[test]
     fn limit_files_are_exact() {
@@ -125,6 +169,7 @@ mod tests {
             memory: Some(MemoryLimit::Bytes(64 << 20)),
             cpus: Some(MilliCpus::try_from(1500).unwrap()),
             pids: Some(PidsLimit::try_from(50).unwrap()),
+            io_weight: Some(IoWeight::try_from(500).unwrap()),
         };
         assert_eq!(
             limit_files(&limits),
@@ -133,6 +178,7 @@ mod tests {
                 ("memory.swap.max", "0".to_owned()),
                 ("cpu.max", "150000 100000".to_owned()),
                 ("pids.max", "50".to_owned()),
+                ("io.weight", "default 500".to_owned()),
             ]
         );
     }

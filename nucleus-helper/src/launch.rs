@@ -16,27 +16,24 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use protocol::{Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, WorkspaceMode};
+use protocol::{Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, SandboxId, WorkspaceMode};
 use sandbox::{Control, Hooks};
 
+use crate::audit::{self, Who};
 use crate::cgroup::SandboxCgroup;
 use crate::conn::Conn;
 use crate::peer::Peer;
-use crate::serve::{Descriptors, Refusal, Request};
+use crate::serve::{refuse, Descriptors, Refusal, Request};
+use crate::state::{ProcId, Record, Store};
 use crate::{ceilings, detach, polkit, sys};
 
-fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-    }
-}
-
-/// One line per decision on stderr, which the unit sends to the journal.
 fn audit(peer: &Peer, digest: &PlanDigest, decision: &str, detail: &str) {
-    eprintln!(
-        "nucleus-helper: audit uid={} pid={} plan=sha256:{digest} decision={decision} detail={detail:?}",
-        peer.uid, peer.pid
+    audit::record(
+        Who::Caller(peer),
+        "launch",
+        &format!("plan=sha256:{digest}"),
+        decision,
+        detail,
     );
 }
 
@@ -56,25 +53,31 @@ fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Features the helper path does not carry yet; the front end runs them
-/// in-process instead.
-fn check_supported(plan: &Plan) -> Result<(), Refusal> {
-    if plan.process.tty {
-        return Err(refuse(
-            ErrorCode::Unsupported,
-            "a terminal (-t) through the helper is not supported; use --rootless",
-        ));
-    }
-    if matches!(
+/// A copy-in-out workspace goes back through the caller's own descriptor
+/// (the last host path), written with the caller's ids only.
+fn sync_back(
+    plan: &Plan,
+    peer: &Peer,
+    host_fds: &[OwnedFd],
+) -> Result<Option<sandbox::SyncBack>, Refusal> {
+    let copies = matches!(
         plan.workspace.as_ref().map(|w| w.mode),
         Some(WorkspaceMode::CopyInOut { .. })
-    ) {
-        return Err(refuse(
-            ErrorCode::Unsupported,
-            "--workspace-mode copy-in-out through the helper is not supported; use --rootless",
-        ));
-    }
-    Ok(())
+    );
+    let Some(fd) = host_fds.last().filter(|_| copies) else {
+        return Ok(None);
+    };
+    let dir = fd.try_clone().map_err(|e| {
+        refuse(
+            ErrorCode::Internal,
+            format!("keeping the workspace descriptor: {e}"),
+        )
+    })?;
+    Ok(Some(sandbox::SyncBack {
+        dir,
+        uid: peer.uid,
+        gid: peer.gid,
+    }))
 }
 
 /// The polkit action every launch needs; features add their own.
@@ -113,6 +116,10 @@ struct HelperHooks<'a> {
     conn: &'a mut Conn,
     peer: &'a Peer,
     plan: &'a Plan,
+    store: &'a Store,
+    id: SandboxId,
+    /// Set once the record is on disk, so it is removed at the end.
+    recorded: bool,
     /// Polkit actions this launch needs.
     actions: Vec<&'static str>,
     digest: PlanDigest,
@@ -163,19 +170,50 @@ impl HelperHooks<'_> {
     }
 }
 
+impl HelperHooks<'_> {
+    /// The state record that `nucleus ps` and `nucleus stop` read, and
+    /// the next helper reconciles if this one dies.
+    fn record(&mut self, pid: libc::pid_t) -> Result<(), Refusal> {
+        let failed = |e: std::io::Error| {
+            refuse(
+                ErrorCode::SetupFailed,
+                format!("recording the sandbox: {e}"),
+            )
+        };
+        let record = Record {
+            id: self.id.clone(),
+            uid: self.peer.uid,
+            name: self.plan.name.clone(),
+            digest: self.digest,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            supervisor: ProcId::of(sys::getpid()).map_err(failed)?,
+            workload: ProcId::of(pid).map_err(failed)?,
+            cgroup: self.cgroup.as_ref().map(|c| c.path().to_owned()),
+        };
+        self.store.save(&record).map_err(failed)?;
+        self.recorded = true;
+        Ok(())
+    }
+}
+
 impl Hooks for HelperHooks<'_> {
     /// Runs after the fork (D-Bus starts threads, which must not exist
     /// when the helper forks): polkit, then into the cgroup made before.
     fn place(&mut self, pid: libc::pid_t) -> Result<(), String> {
-        let placed = self.authorize().and_then(|()| match &self.cgroup {
-            Some(cgroup) => cgroup.add(pid).map_err(|e| {
-                refuse(
-                    ErrorCode::SetupFailed,
-                    format!("moving the sandbox into its cgroup: {e}"),
-                )
-            }),
-            None => Ok(()),
-        });
+        let placed = self
+            .authorize()
+            .and_then(|()| match &self.cgroup {
+                Some(cgroup) => cgroup.add(pid).map_err(|e| {
+                    refuse(
+                        ErrorCode::SetupFailed,
+                        format!("moving the sandbox into its cgroup: {e}"),
+                    )
+                }),
+                None => Ok(()),
+            })
+            .and_then(|()| self.record(pid));
         placed.map_err(|r| {
             let text = r.message.clone();
             self.refusal = Some(r);
@@ -185,6 +223,7 @@ impl Hooks for HelperHooks<'_> {
 
     fn started(&mut self) {
         let _ = self.conn.write(&Envelope::new(Message::Started {
+            id: self.id.clone(),
             digest: self.digest,
         }));
     }
@@ -210,11 +249,11 @@ impl Hooks for HelperHooks<'_> {
             }
             Ok(Some((
                 Envelope {
-                    message: Message::Resize { .. },
+                    message: Message::Resize { rows, cols },
                     ..
                 },
                 _,
-            ))) => Control::Continue,
+            ))) => Control::Resize(rows, cols),
             _ => Control::Kill,
         }
     }
@@ -230,8 +269,9 @@ struct Prepared {
 /// The checks, the caller's mounts, the ceilings and the cgroup.
 fn prepare(plan: &Plan, peer: &Peer, fds: Descriptors) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
-    check_supported(plan)?;
+    let sync_back = sync_back(plan, peer, &fds.host_fds)?;
     let inputs = sandbox::Inputs {
+        sync_back,
         secrets: fds.secret_fds,
         host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
         stdio: fds.stdio,
@@ -275,7 +315,7 @@ fn prepare(plan: &Plan, peer: &Peer, fds: Descriptors) -> Result<Prepared, Refus
     })
 }
 
-pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal> {
+pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Result<(), Refusal> {
     let Request {
         plan: verified,
         fds,
@@ -293,10 +333,22 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
             return Err(r);
         }
     };
+    let id = match sys::random() {
+        Ok(bytes) => SandboxId::from_bytes(bytes),
+        Err(e) => {
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!("naming the sandbox: {e}"),
+            ))
+        }
+    };
     let mut hooks = HelperHooks {
         conn,
         peer,
         plan,
+        store,
+        id,
+        recorded: false,
         actions,
         digest,
         cgroup,
@@ -304,12 +356,17 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
     };
     let result = sandbox::run(plan, inputs, &mut hooks);
     let oom = hooks.cgroup.as_ref().is_some_and(SandboxCgroup::oom_killed);
-    let cleanup: Vec<String> = hooks
+    let mut cleanup: Vec<String> = hooks
         .cgroup
         .take()
         .map(|c| c.remove().iter().map(ToString::to_string).collect())
         .unwrap_or_default();
     let refusal = hooks.refusal.take();
+    if hooks.recorded {
+        if let Err(e) = store.remove(&hooks.id) {
+            cleanup.push(format!("removing the sandbox's record: {e}"));
+        }
+    }
     for failure in &cleanup {
         audit(peer, &digest, "cleanup-failed", failure);
     }
@@ -327,6 +384,9 @@ pub fn launch(conn: &mut Conn, peer: &Peer, req: Request) -> Result<(), Refusal>
             );
             if oom {
                 let _ = conn.write(&Envelope::new(Message::OutOfMemory));
+            }
+            if outcome.timed_out {
+                let _ = conn.write(&Envelope::new(Message::TimedOut));
             }
             let _ = conn.write(&Envelope::new(Message::Exited(outcome.status)));
             Ok(())

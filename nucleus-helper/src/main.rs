@@ -10,18 +10,25 @@
 //! TOML or JSON parser, no async runtime), and never leave a sandbox,
 //! cgroup or mount behind.
 
+mod audit;
 mod ceilings;
 mod cgroup;
 mod conn;
 mod detach;
+mod hmac;
 mod launch;
+mod manage;
 mod peer;
 mod polkit;
 mod serve;
+mod state;
 mod sys;
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+
+/// The longest a read or write on the caller's socket may block.
+const SOCKET_TIMEOUT_SECS: libc::time_t = 30;
 
 /// The first thing the process does: nothing inherited from whoever
 /// started it survives but the socket systemd passed.
@@ -63,7 +70,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = sys::set_socket_timeouts(sock.as_fd(), SOCKET_TIMEOUT_SECS) {
+        eprintln!("nucleus-helper: bounding the connection's reads: {e}");
+        return ExitCode::from(2);
+    }
+    let store = state::Store::open();
+    if let Ok(store) = &store {
+        manage::reconcile(store);
+    }
     let mut conn = conn::Conn::new(sock);
-    serve::serve(&mut conn, &peer, &mut launch::launch);
+    serve::serve(&mut conn, &peer, store);
     ExitCode::SUCCESS
 }

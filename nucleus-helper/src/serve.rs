@@ -1,16 +1,19 @@
-//! One connection from start to end: handshake, one launch request
-//! checked from every angle, then the sandbox's life. Every refusal is a
-//! typed `Error` message with a stable code, then the connection closes.
+//! One connection from start to end: handshake, then one request: a
+//! launch checked from every angle (then the sandbox's life), or a
+//! management call. Every refusal is a typed `Error` message with a
+//! stable code, then the connection closes.
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use protocol::{
-    Envelope, ErrorCode, HostKind, Message, Plan, Verified, WireError, PROTOCOL_VERSION, STDIO_FDS,
+    Envelope, ErrorCode, HostKind, Message, Plan, PlanDigest, Verified, WireError,
+    PROTOCOL_VERSION, STDIO_FDS,
 };
 
 use crate::conn::{Conn, ConnError};
 use crate::peer::Peer;
-use crate::sys;
+use crate::state::Store;
+use crate::{launch, manage, sys};
 
 /// A refusal: what the client is told.
 #[derive(Debug)]
@@ -19,7 +22,7 @@ pub struct Refusal {
     pub message: String,
 }
 
-fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+pub fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
@@ -57,14 +60,28 @@ pub struct Descriptors {
 }
 
 /// Runs the conversation; returns only when the connection is done.
-pub fn serve(
-    conn: &mut Conn,
-    peer: &Peer,
-    launch: &mut dyn FnMut(&mut Conn, &Peer, Request) -> Result<(), Refusal>,
-) {
-    let outcome = handshake(conn)
-        .and_then(|()| read_launch(conn))
-        .and_then(|req| launch(conn, peer, req));
+/// Without a state store nothing can be launched or managed (a sandbox
+/// nobody could list or clean up after a crash is not started).
+pub fn serve(conn: &mut Conn, peer: &Peer, store: Result<Store, String>) {
+    let outcome = handshake(conn).and_then(|()| {
+        let (message, fds) = read_request(conn)?;
+        // The request is checked in full before the store is needed.
+        let store = || store.map_err(|e| refuse(ErrorCode::Internal, e));
+        match message {
+            Message::Launch { plan, digest } => {
+                let req = check_launch(&plan, &digest, fds)?;
+                launch::launch(conn, peer, &store()?, req)
+            }
+            Message::List if fds.is_empty() => manage::list(conn, peer, &store()?),
+            Message::Stop { id, signal } if fds.is_empty() => {
+                manage::stop(conn, peer, &store()?, &id, signal)
+            }
+            _ => Err(refuse(
+                ErrorCode::BadRequest,
+                "expected Launch, List or Stop (only Launch carries descriptors)",
+            )),
+        }
+    });
     if let Err(r) = outcome {
         // The client may be gone already; nothing else to do then.
         let _ = conn.write(&Envelope::new(Message::Error {
@@ -105,20 +122,21 @@ fn handshake(conn: &mut Conn) -> Result<(), Refusal> {
     }
 }
 
-fn read_launch(conn: &mut Conn) -> Result<Request, Refusal> {
-    let Some((envelope, fds)) = conn.read()? else {
-        return Err(refuse(
+fn read_request(conn: &mut Conn) -> Result<(Message, Vec<OwnedFd>), Refusal> {
+    match conn.read()? {
+        Some((envelope, fds)) => Ok((envelope.message, fds)),
+        None => Err(refuse(
             ErrorCode::BadRequest,
-            "the connection closed before Launch",
-        ));
-    };
-    let Message::Launch { plan, digest } = envelope.message else {
-        return Err(refuse(ErrorCode::BadRequest, "expected Launch"));
-    };
+            "the connection closed before a request",
+        )),
+    }
+}
+
+fn check_launch(plan: &[u8], digest: &PlanDigest, fds: Vec<OwnedFd>) -> Result<Request, Refusal> {
     // Digest, size limit, exact decoding and Plan::validate: the same code
     // the front end ran, run again on what arrived.
     let plan =
-        Plan::verify(&plan, &digest).map_err(|e| refuse(ErrorCode::InvalidPlan, e.to_string()))?;
+        Plan::verify(plan, digest).map_err(|e| refuse(ErrorCode::InvalidPlan, e.to_string()))?;
     let fds = check_fds(plan.plan(), fds)?;
     Ok(Request { plan, fds })
 }

@@ -213,3 +213,75 @@ pub fn drop_supplementary_groups() -> io::Result<()> {
     // SAFETY: a zero-length list with a null pointer is valid for setgroups.
     check(unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long).map(drop)
 }
+
+/// Bytes from the kernel's CSPRNG (blocks only before it is seeded at boot).
+pub fn random<const N: usize>() -> io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        let tail = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `tail`, which is writable.
+        let got = unsafe { libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), 0) };
+        match check(got as libc::c_long) {
+            Ok(n) => filled += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null siginfo asks the kernel to fill in a SI_USER one.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+/// Waits up to `timeout_ms` for the process behind `pidfd` to exit;
+/// whether it did.
+pub fn pidfd_wait_exit(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    loop {
+        // SAFETY: `fds` is a valid array of one pollfd.
+        match check(unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) } as libc::c_long) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(n) => return n > 0,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Bounds every read and write on the caller's socket: a client that
+/// stalls mid-frame ends its own connection instead of holding a root
+/// process forever.
+pub fn set_socket_timeouts(sock: BorrowedFd<'_>, secs: libc::time_t) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: `tv` is a valid timeval of the size passed.
+        check(unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::from_ref(&tv).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        } as libc::c_long)?;
+    }
+    Ok(())
+}

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use lexopt::prelude::*;
-use protocol::ServiceMode;
+use protocol::{SandboxId, ServiceMode, StopSignal};
 
 pub const USAGE: &str = "\
 usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
+       nucleus ps               your sandboxes running through the helper
+       nucleus stop ID          SIGTERM, then SIGKILL after 10 s
+       nucleus kill ID          SIGKILL
 
 Runs COMMAND in a new sandbox: user, pid, mount, uts, ipc, net (loopback
 only) and cgroup namespaces, a fresh root, no capabilities, no_new_privs,
@@ -41,6 +44,7 @@ options:
   --memory SIZE              memory ceiling: 512M, 1G, max
   --cpus N                   CPU time ceiling in CPUs: 0.5, 1.5
   --pids N                   most processes and threads
+  --io-weight N              share of block I/O time, 1-10000 (default 100)
                              (limits go through systemd's user manager, or
                              the system manager for root)
   --service-mode MODE        agent (default): missing mechanisms and limits
@@ -104,6 +108,7 @@ pub struct RunSpec {
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids: Option<String>,
+    pub io_weight: Option<String>,
     pub mode: ServiceMode,
     pub agent: AgentSpec,
 }
@@ -160,6 +165,7 @@ impl RunSpec {
             memory: None,
             cpus: None,
             pids: None,
+            io_weight: None,
             mode: ServiceMode::Agent,
             agent: AgentSpec::default(),
         }
@@ -169,6 +175,12 @@ impl RunSpec {
 #[derive(Debug)]
 pub enum Command {
     Run(Box<RunSpec>),
+    /// Management through the helper.
+    Ps,
+    Stop {
+        id: SandboxId,
+        signal: StopSignal,
+    },
     Help,
     Version,
 }
@@ -184,6 +196,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
     let mut parser = lexopt::Parser::from_iter(args);
     match parser.next()? {
         Some(Value(cmd)) if cmd == "run" => parse_run(parser).map(|s| Command::Run(Box::new(s))),
+        Some(Value(cmd)) if cmd == "ps" => {
+            no_more(&mut parser, "ps")?;
+            Ok(Command::Ps)
+        }
+        Some(Value(cmd)) if cmd == "stop" || cmd == "kill" => {
+            let (what, signal) = if cmd == "stop" {
+                ("stop", StopSignal::Term)
+            } else {
+                ("kill", StopSignal::Kill)
+            };
+            let id = match parser.next()? {
+                Some(Value(v)) => SandboxId::try_from(string(v, what)?)
+                    .map_err(|e| anyhow!("nucleus {what}: {e}"))?,
+                _ => bail!("nucleus {what}: which sandbox? give its ID (see nucleus ps)"),
+            };
+            no_more(&mut parser, what)?;
+            Ok(Command::Stop { id, signal })
+        }
         Some(Value(cmd)) if cmd == "help" => Ok(Command::Help),
         Some(Short('h') | Long("help")) => Ok(Command::Help),
         Some(Long("version")) => Ok(Command::Version),
@@ -196,6 +226,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             other.unexpected()
         ),
         None => bail!("no command given: try 'nucleus run -- COMMAND' or 'nucleus --help'"),
+    }
+}
+
+fn no_more(parser: &mut lexopt::Parser, what: &str) -> Result<()> {
+    match parser.next()? {
+        None => Ok(()),
+        Some(arg) => bail!("nucleus {what}: unexpected {}", arg.unexpected()),
     }
 }
 
@@ -239,6 +276,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("memory") => spec.memory = Some(string(parser.value()?, "--memory")?),
             Long("cpus") => spec.cpus = Some(string(parser.value()?, "--cpus")?),
             Long("pids") => spec.pids = Some(string(parser.value()?, "--pids")?),
+            Long("io-weight") => spec.io_weight = Some(string(parser.value()?, "--io-weight")?),
             Long("service-mode") => {
                 let v = string(parser.value()?, "--service-mode")?;
                 spec.mode = match v.as_str() {

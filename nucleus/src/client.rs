@@ -13,8 +13,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
     decode_frame, encode_frame, Envelope, ExitStatus, HostKind, Message, Plan, PlanDigest,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    SandboxId, SandboxInfo, StopSignal, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
+use sandbox::pty::{window_size, RawMode};
 use sandbox::signals::{self, SignalFd, FORWARDED};
 
 /// Where systemd listens for the helper (systemd/nucleus-helper.socket).
@@ -29,6 +30,7 @@ pub fn available() -> bool {
 pub struct Ended {
     pub status: ExitStatus,
     pub out_of_memory: bool,
+    pub timed_out: bool,
 }
 
 fn send(sock: &UnixStream, message: Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
@@ -83,8 +85,8 @@ fn open_host_paths(plan: &Plan) -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
-/// Runs `plan` through the helper.
-pub fn run(plan: &Plan, secrets: Vec<OwnedFd>) -> Result<Ended> {
+/// A connection past the handshake.
+fn connect() -> Result<UnixStream> {
     let sock = UnixStream::connect(SOCKET)
         .with_context(|| format!("connecting to the nucleus helper at {SOCKET}"))?;
     send(
@@ -95,9 +97,41 @@ pub fn run(plan: &Plan, secrets: Vec<OwnedFd>) -> Result<Ended> {
         &[],
     )?;
     match receive(&sock)? {
-        Message::Welcome { .. } => {}
-        other => return Err(refusal(other)),
+        Message::Welcome { .. } => Ok(sock),
+        other => Err(refusal(other)),
     }
+}
+
+/// The caller's sandboxes running through the helper (everyone's for root).
+pub fn list() -> Result<Vec<SandboxInfo>> {
+    let sock = connect()?;
+    send(&sock, Message::List, &[])?;
+    match receive(&sock)? {
+        Message::Sandboxes(list) => Ok(list),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Ends a sandbox; returns once it has exited.
+pub fn stop(id: &SandboxId, signal: StopSignal) -> Result<()> {
+    let sock = connect()?;
+    send(
+        &sock,
+        Message::Stop {
+            id: id.clone(),
+            signal,
+        },
+        &[],
+    )?;
+    match receive(&sock)? {
+        Message::Stopped => Ok(()),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Runs `plan` through the helper.
+pub fn run(plan: &Plan, secrets: Vec<OwnedFd>) -> Result<Ended> {
+    let sock = connect()?;
     let bytes = plan.encode()?;
     let digest = PlanDigest::of_bytes(&bytes);
     let host = open_host_paths(plan)?;
@@ -109,7 +143,16 @@ pub fn run(plan: &Plan, secrets: Vec<OwnedFd>) -> Result<Ended> {
     // helper clones their mounts from inside it.
     let mount_ns = File::open("/proc/self/ns/mnt").context("opening our mount namespace")?;
     fds.push(mount_ns.as_fd());
-    let signals = SignalFd::block(&FORWARDED).context("blocking signals")?;
+    let mut watched = FORWARDED.to_vec();
+    // With a terminal: our window's size changes go to the sandbox's, and
+    // our terminal is raw while the helper relays it (restored on return).
+    let _raw = if plan.process.tty {
+        watched.push(libc::SIGWINCH);
+        RawMode::enter(stdin.as_fd())?
+    } else {
+        None
+    };
+    let signals = SignalFd::block(&watched).context("blocking signals")?;
     send(
         &sock,
         Message::Launch {
@@ -120,22 +163,32 @@ pub fn run(plan: &Plan, secrets: Vec<OwnedFd>) -> Result<Ended> {
     )?;
     drop((host, secrets));
     let mut out_of_memory = false;
+    let mut timed_out = false;
     loop {
         let ready = signals::wait_readable(&[sock.as_fd(), signals.as_fd()])?;
         if ready[1] {
             let sig = signals.read()?;
-            let sig = u8::try_from(sig).unwrap_or(0);
-            // The helper may be gone already; its answer (or EOF) says so.
-            let _ = send(&sock, Message::Signal(sig), &[]);
+            let message = if sig == libc::SIGWINCH {
+                window_size(&[stdin.as_fd(), stdout.as_fd()])
+                    .map(|(rows, cols)| Message::Resize { rows, cols })
+            } else {
+                u8::try_from(sig).ok().map(Message::Signal)
+            };
+            if let Some(message) = message {
+                // The helper may be gone already; its answer (or EOF) says so.
+                let _ = send(&sock, message, &[]);
+            }
         }
         if ready[0] {
             match receive(&sock)? {
-                Message::Started { .. } => {}
+                Message::Started { id, .. } => tracing::info!(%id, "started through the helper"),
                 Message::OutOfMemory => out_of_memory = true,
+                Message::TimedOut => timed_out = true,
                 Message::Exited(status) => {
                     return Ok(Ended {
                         status,
                         out_of_memory,
+                        timed_out,
                     })
                 }
                 other => return Err(refusal(other)),

@@ -103,6 +103,11 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
                 .transpose()?,
             cpus: spec.cpus.as_deref().map(limits::parse_cpus).transpose()?,
             pids: spec.pids.as_deref().map(limits::parse_pids).transpose()?,
+            io_weight: spec
+                .io_weight
+                .as_deref()
+                .map(limits::parse_io_weight)
+                .transpose()?,
         },
         security: Security {
             seccomp: seccomp::default_program()?,
@@ -124,6 +129,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         secrets: agent.secret_fds,
         host_trees: Vec::new(),
         stdio: Vec::new(),
+        sync_back: None,
     };
     Ok((plan, inputs))
 }

@@ -1,7 +1,7 @@
-//! `--memory`, `--cpus`, `--pids`: human units to exact plan values.
+//! `--memory`, `--cpus`, `--pids`, `--io-weight`: human units to exact plan values.
 
 use anyhow::{anyhow, bail, Result};
-use protocol::{MemoryLimit, MilliCpus, PidsLimit, PAGE_BYTES};
+use protocol::{IoWeight, MemoryLimit, MilliCpus, PidsLimit, PAGE_BYTES};
 
 /// `512M`, `1G`, `1.5GiB`, `1048576`, or `max`. Units are binary (K = 1024).
 pub fn parse_memory(v: &str) -> Result<MemoryLimit> {
@@ -54,6 +54,12 @@ pub fn parse_pids(v: &str) -> Result<PidsLimit> {
     PidsLimit::try_from(n).map_err(|_| err())
 }
 
+pub fn parse_io_weight(v: &str) -> Result<IoWeight> {
+    let err = || anyhow!("--io-weight {v}: expected a whole number from 1 to 10000");
+    let n: u16 = v.parse().map_err(|_| err())?;
+    IoWeight::try_from(n).map_err(|_| err())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +85,10 @@ mod tests {
             assert!(parse_cpus(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_pids("64").unwrap().get(), 64);
+        assert_eq!(parse_io_weight("10000").unwrap().get(), 10000);
+        for bad in ["0", "10001", "-1", "x", ""] {
+            assert!(parse_io_weight(bad).is_err(), "{bad:?}");
+        }
         for bad in ["0", "-3", "1.5", ""] {
             assert!(parse_pids(bad).is_err(), "{bad:?}");
         }

@@ -126,6 +126,36 @@ fn place_in_cgroup(plan: &protocol::Plan, root: bool, pid: i32) -> Result<(), St
         .map_err(|e| format!("{e:#}"))
 }
 
+fn no_helper(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "nucleus {what} manages sandboxes started through the helper, and it is not installed ({} is missing)",
+        client::SOCKET
+    )
+}
+
+/// `nucleus ps`: one sandbox per line under a header, like podman ps.
+fn render_list(list: &[protocol::SandboxInfo]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = format!(
+        "{:<16}  {:<8}  {:<20}  {:<12}  {}\n",
+        "ID", "UID", "NAME", "PLAN", "RUNNING"
+    );
+    for s in list {
+        let digest = s.digest.to_string();
+        out.push_str(&format!(
+            "{:<16}  {:<8}  {:<20}  {:<12}  {}s\n",
+            s.id,
+            s.uid,
+            s.name.as_ref().map_or("-", |n| n.as_str()),
+            digest.get(..12).unwrap_or_default(),
+            now.saturating_sub(s.started),
+        ));
+    }
+    out
+}
+
 fn run() -> Result<u8, Failure> {
     match cli::parse(std::env::args_os())? {
         cli::Command::Help => {
@@ -134,6 +164,20 @@ fn run() -> Result<u8, Failure> {
         }
         cli::Command::Version => {
             println!("nucleus {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        cli::Command::Ps => {
+            if !client::available() {
+                return Err(no_helper("ps").into());
+            }
+            print!("{}", render_list(&client::list()?));
+            Ok(0)
+        }
+        cli::Command::Stop { id, signal } => {
+            if !client::available() {
+                return Err(no_helper("stop").into());
+            }
+            client::stop(&id, signal)?;
             Ok(0)
         }
         cli::Command::Run(spec) => {
@@ -145,6 +189,10 @@ fn run() -> Result<u8, Failure> {
                 let ended = client::run(&plan, inputs.secrets)?;
                 if ended.out_of_memory {
                     eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
+                }
+                if ended.timed_out {
+                    eprintln!("nucleus: timeout: the sandbox was killed after --timeout");
+                    return Ok(EXIT_TIMEOUT);
                 }
                 return Ok(ended.status.shell_code());
             }

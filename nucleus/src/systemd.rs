@@ -45,6 +45,9 @@ pub fn scope_properties(pid: u32, description: &str, limits: &Limits) -> Vec<(&'
     if let Some(pids) = limits.pids {
         props.push(("TasksMax", Prop::U64(u64::from(pids.get()))));
     }
+    if let Some(weight) = limits.io_weight {
+        props.push(("IOWeight", Prop::U64(u64::from(weight.get()))));
+    }
     props
 }
 
@@ -125,6 +128,7 @@ mod tests {
             memory: Some(MemoryLimit::Bytes(64 << 20)),
             cpus: Some(MilliCpus::try_from(1500).unwrap()),
             pids: Some(PidsLimit::try_from(32).unwrap()),
+            io_weight: None,
         };
         assert_eq!(
             scope_properties(42, "d", &limits),
@@ -146,6 +150,7 @@ mod tests {
             memory: Some(MemoryLimit::Max),
             cpus: None,
             pids: None,
+            io_weight: None,
         };
         assert_eq!(scope_properties(1, "d", &limits).len(), 3);
     }

@@ -21,10 +21,10 @@ pub use agent::{
     Context, ContextMode, OverlayUpper, Secret, SecretName, Sha256, Workspace, WorkspaceMode,
 };
 pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
-pub use names::{Arg, EnvName, Hostname, NameError, SandboxName};
+pub use names::{Arg, EnvName, Hostname, NameError, SandboxId, SandboxName};
 pub use path::{AbsPath, PathError};
 pub use plan::{
-    Argv, HostKind, IdMap, IdMapping, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
+    Argv, HostKind, IdMap, IdMapping, IoWeight, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
     NetworkMode, PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout,
     CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
 };
@@ -32,8 +32,8 @@ pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,
 };
 pub use wire::{
-    decode_frame, encode_frame, Envelope, ErrorCode, ExitStatus, Message, WireError, MAGIC,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    decode_frame, encode_frame, Envelope, ErrorCode, ExitStatus, Message, SandboxInfo, StopSignal,
+    WireError, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 
 #[cfg(any(test, feature = "test-support"))]

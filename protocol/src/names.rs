@@ -17,6 +17,8 @@ pub enum NameError {
     EnvName(String),
     #[error("secret name {0:?} must be one path component of [A-Za-z0-9._-]")]
     SecretName(String),
+    #[error("sandbox id {0:?} must be {SANDBOX_ID_LEN} lowercase hex digits (see `nucleus ps`)")]
+    SandboxId(String),
     #[error("argument or value contains a NUL byte")]
     Nul,
     #[error("argument or value is longer than {MAX_ARG_BYTES} bytes")]
@@ -82,6 +84,30 @@ string_newtype!(SandboxName, |s| {
     }
 });
 
+/// Length of a [`SandboxId`] in hex digits (64 random bits).
+pub const SANDBOX_ID_LEN: usize = 16;
+
+/// The helper's name for one running sandbox: random, unique per host,
+/// what `nucleus ps` lists and `nucleus stop` takes. Also a file name in
+/// the helper's state directory, hence the strict alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SandboxId(String);
+
+string_newtype!(SandboxId, |s| {
+    if s.len() == SANDBOX_ID_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(s)
+    } else {
+        Err(NameError::SandboxId(s))
+    }
+});
+
+impl SandboxId {
+    pub fn from_bytes(bytes: [u8; SANDBOX_ID_LEN / 2]) -> SandboxId {
+        SandboxId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
 /// A single RFC 1123 label: what the sandbox's UTS namespace reports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -137,6 +163,22 @@ mod tests {
         assert!(SandboxName::try_from("agent-1.work_2").is_ok());
         for bad in ["", "-x", ".x", "a/b", "a b", &"x".repeat(64)] {
             assert!(SandboxName::try_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sandbox_ids() {
+        let id = SandboxId::from_bytes([0, 1, 0xab, 0xff, 9, 8, 7, 6]);
+        assert_eq!(id.as_str(), "0001abff09080706");
+        assert_eq!(SandboxId::try_from(id.as_str()), Ok(id));
+        for bad in [
+            "",
+            "0001abff0908070",
+            "0001ABFF09080706",
+            "../../etc/passwd",
+            "0001abff0908070g",
+        ] {
+            assert!(SandboxId::try_from(bad).is_err(), "{bad:?}");
         }
     }
 

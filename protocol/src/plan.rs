@@ -64,6 +64,8 @@ pub enum PlanError {
     ZeroLimit(&'static str),
     #[error("timeout must be at least one second")]
     ZeroTimeout,
+    #[error("io weight {0} is outside 1-10000")]
+    IoWeight(u16),
 }
 
 /// Namespaces beyond the ones every sandbox gets. User, mount, pid, uts,
@@ -345,6 +347,38 @@ nonzero_limit!(
     "pids"
 );
 
+/// cgroup v2 `io.weight`: a share of the block devices' time relative to
+/// other cgroups, 1 to 10000 (the kernel's default is 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct IoWeight(u16);
+
+impl IoWeight {
+    pub const MAX: u16 = 10_000;
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<u16> for IoWeight {
+    type Error = PlanError;
+
+    fn try_from(n: u16) -> Result<Self, Self::Error> {
+        if (1..=IoWeight::MAX).contains(&n) {
+            Ok(IoWeight(n))
+        } else {
+            Err(PlanError::IoWeight(n))
+        }
+    }
+}
+
+impl From<IoWeight> for u16 {
+    fn from(w: IoWeight) -> u16 {
+        w.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -352,12 +386,16 @@ pub struct Limits {
     pub memory: Option<MemoryLimit>,
     pub cpus: Option<MilliCpus>,
     pub pids: Option<PidsLimit>,
+    pub io_weight: Option<IoWeight>,
 }
 
 impl Limits {
     /// Whether any cgroup limit is asked for.
     pub fn wants_cgroup(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+        self.memory.is_some()
+            || self.cpus.is_some()
+            || self.pids.is_some()
+            || self.io_weight.is_some()
     }
 }
 

@@ -55,6 +55,7 @@ pub fn sample_plan() -> Plan {
             memory: None,
             cpus: None,
             pids: None,
+            io_weight: None,
         },
         security: Security {
             seccomp: SeccompProgram::try_from(vec![SockFilter {

@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode_exact, CodecError, PlanDigest, CONFIG};
+use crate::names::{SandboxId, SandboxName};
 
 pub const MAGIC: [u8; 4] = *b"NUCL";
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame body either side accepts.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 const LEN_BYTES: usize = 4;
@@ -32,6 +33,8 @@ pub enum ErrorCode {
     Unauthorized,
     Unsupported,
     SetupFailed,
+    /// No sandbox with that id (or not one the caller may see).
+    NotFound,
     Internal,
 }
 
@@ -67,20 +70,54 @@ pub enum Message {
         digest: PlanDigest,
     },
     Started {
+        id: SandboxId,
         digest: PlanDigest,
     },
     /// The kernel OOM-killed something in the sandbox (sent before `Exited`).
     OutOfMemory,
+    /// The plan's timeout killed the sandbox (sent before `Exited`).
+    TimedOut,
     Exited(ExitStatus),
     Signal(u8),
     Resize {
         rows: u16,
         cols: u16,
     },
+    /// Management, each on its own connection after the handshake: the
+    /// caller's running sandboxes (everyone's for root), answered by
+    /// `Sandboxes`.
+    List,
+    Sandboxes(Vec<SandboxInfo>),
+    /// Ends a sandbox: `Term` lets the workload clean up, `Kill` does not.
+    /// Another user's sandbox needs polkit's `org.nucleus.manage-others`.
+    /// Answered by `Stopped` once the signal is delivered.
+    Stop {
+        id: SandboxId,
+        signal: StopSignal,
+    },
+    Stopped,
     Error {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// What `Stop` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+/// One running sandbox, as `nucleus ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    pub id: SandboxId,
+    pub name: Option<SandboxName>,
+    pub uid: u32,
+    pub digest: PlanDigest,
+    /// Seconds since the Unix epoch.
+    pub started: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

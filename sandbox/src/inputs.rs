@@ -23,6 +23,19 @@ pub struct Inputs {
     /// The workload's stdin, stdout and stderr when they are not the
     /// executor's own (a helper passes on its caller's); empty otherwise.
     pub stdio: Vec<OwnedFd>,
+    /// Where a copy-in-out workspace goes back when the executor is not
+    /// its owner; None: the executor opens the workspace path itself.
+    pub sync_back: Option<SyncBack>,
+}
+
+/// A copy-in-out workspace's way home for a privileged executor: the
+/// owner's own descriptor for the directory, written only with the
+/// owner's ids.
+#[derive(Debug)]
+pub struct SyncBack {
+    pub dir: OwnedFd,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Fills the (freshly mounted, empty) directory `target` with a copy of

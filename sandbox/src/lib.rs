@@ -21,7 +21,7 @@ mod landlock;
 mod mounts;
 mod net;
 mod overlay;
-mod pty;
+pub mod pty;
 mod rootfs;
 pub mod signals;
 mod sources;
@@ -30,7 +30,7 @@ mod sys;
 pub mod tree;
 
 pub use error::Error;
-pub use inputs::Inputs;
+pub use inputs::{Inputs, SyncBack};
 pub use supervise::{run, Control, Hooks, Outcome};
 /// Turns a caller's descriptor into a detached mount tree (privileged
 /// executors, before the fork).

@@ -1,42 +1,88 @@
-//! The terminal relay for `-t`: the caller's terminal in raw mode on one
-//! side, the sandbox's pseudo-terminal master on the other. The kernel's
-//! line discipline in the pty does the rest (job control, ^C, ^Z).
+//! The terminal relay for `-t`: the caller's terminal on one side, the
+//! sandbox's pseudo-terminal master on the other. The kernel's line
+//! discipline in the pty does the rest (job control, ^C, ^Z).
+//!
+//! The caller's terminal is in raw mode while the relay runs, so every
+//! key reaches the sandbox's line discipline. An in-process executor sets
+//! that itself; a helper's client does it on its own terminal, as the
+//! helper relays descriptors it was given and never owns the terminal.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::error::{Context, Error};
 use crate::sys;
 
-const STDIN: i32 = 0;
-const STDOUT: i32 = 1;
 const EOT: u8 = 0x04;
+
+/// A terminal switched to raw mode; its settings come back on drop.
+#[derive(Debug)]
+pub struct RawMode {
+    tty: OwnedFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    /// Raw mode on `fd` if it is a terminal; None if it is not.
+    pub fn enter(fd: BorrowedFd<'_>) -> Result<Option<RawMode>, Error> {
+        if !sys::isatty(fd.as_raw_fd()) {
+            return Ok(None);
+        }
+        let tty = fd
+            .try_clone_to_owned()
+            .step(|| "duplicating the terminal".into())?;
+        let saved = sys::tcgetattr(tty.as_fd()).step(|| "reading terminal settings".into())?;
+        let mut raw = saved;
+        sys::make_raw(&mut raw);
+        sys::tcsetattr(tty.as_fd(), &raw).step(|| "setting the terminal to raw mode".into())?;
+        Ok(Some(RawMode { tty, saved }))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = sys::tcsetattr(self.tty.as_fd(), &self.saved);
+    }
+}
+
+/// The window size of whichever of `fds` is a terminal, as (rows, cols).
+pub fn window_size(fds: &[BorrowedFd<'_>]) -> Option<(u16, u16)> {
+    fds.iter()
+        .find_map(|fd| sys::get_winsize(*fd).ok())
+        .map(|ws| (ws.ws_row, ws.ws_col))
+}
 
 #[derive(Debug)]
 pub struct Relay {
     master: Option<std::fs::File>,
+    input: std::fs::File,
+    output: std::fs::File,
     stdin_open: bool,
-    /// The caller's terminal settings, restored on drop.
-    saved: Option<libc::termios>,
+    _raw: Option<RawMode>,
 }
 
 impl Relay {
-    pub fn start(master: OwnedFd) -> Result<Relay, Error> {
-        let saved = if sys::isatty(STDIN) {
-            let original =
-                sys::tcgetattr(sys::stdio(STDIN)).step(|| "reading terminal settings".into())?;
-            let mut raw = original;
-            sys::make_raw(&mut raw);
-            sys::tcsetattr(sys::stdio(STDIN), &raw)
-                .step(|| "setting the terminal to raw mode".into())?;
-            Some(original)
-        } else {
-            None
+    /// `io` is the caller's terminal (input, output) when it is not this
+    /// process's stdin and stdout; this process's own are put in raw mode.
+    pub fn start(master: OwnedFd, io: Option<(OwnedFd, OwnedFd)>) -> Result<Relay, Error> {
+        let (input, output, raw) = match io {
+            Some((input, output)) => (input, output, None),
+            None => {
+                let dup = |fd| {
+                    sys::stdio(fd)
+                        .try_clone_to_owned()
+                        .step(|| "duplicating stdio".into())
+                };
+                let raw = RawMode::enter(sys::stdio(0))?;
+                (dup(0)?, dup(1)?, raw)
+            }
         };
         let relay = Relay {
             master: Some(std::fs::File::from(master)),
+            input: input.into(),
+            output: output.into(),
             stdin_open: true,
-            saved,
+            _raw: raw,
         };
         relay.resize();
         Ok(relay)
@@ -44,17 +90,25 @@ impl Relay {
 
     /// Copies the caller's window size to the sandbox's terminal.
     pub fn resize(&self) {
-        let Some(master) = &self.master else { return };
-        for fd in [STDIN, STDOUT] {
-            if let Ok(ws) = sys::get_winsize(sys::stdio(fd)) {
-                // Best effort: a failed resize only affects layout.
-                let _ = sys::set_winsize(master.as_fd(), &ws);
-                return;
-            }
+        if let Some(size) = window_size(&[self.input.as_fd(), self.output.as_fd()]) {
+            self.set_size(size);
         }
     }
 
-    /// Descriptors to poll, in the order `pump` expects: stdin, master.
+    /// Sets the sandbox's terminal to (rows, cols).
+    pub fn set_size(&self, (rows, cols): (u16, u16)) {
+        let Some(master) = &self.master else { return };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // Best effort: a failed resize only affects layout.
+        let _ = sys::set_winsize(master.as_fd(), &ws);
+    }
+
+    /// Descriptors to poll, in the order `pump` expects: input, master.
     pub fn poll_fds(&self) -> Vec<libc::pollfd> {
         let entry = |fd: i32, open: bool| libc::pollfd {
             fd: if open { fd } else { -1 },
@@ -62,7 +116,7 @@ impl Relay {
             revents: 0,
         };
         vec![
-            entry(STDIN, self.stdin_open),
+            entry(self.input.as_raw_fd(), self.stdin_open),
             entry(
                 self.master.as_ref().map_or(-1, |m| m.as_raw_fd()),
                 self.master.is_some(),
@@ -89,7 +143,7 @@ impl Relay {
             return;
         };
         let mut buf = [0u8; 4096];
-        match io::stdin().lock().read(&mut buf) {
+        match self.input.read(&mut buf) {
             Ok(0) | Err(_) => {
                 self.stdin_open = false;
                 // A piped stdin has ended: tell the terminal, as ^D would.
@@ -109,8 +163,10 @@ impl Relay {
         let mut buf = [0u8; 8192];
         match master.read(&mut buf) {
             Ok(n) if n > 0 => {
-                let mut out = io::stdout().lock();
-                let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                let _ = self
+                    .output
+                    .write_all(&buf[..n])
+                    .and_then(|()| self.output.flush());
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
@@ -137,14 +193,6 @@ impl Relay {
                 }
                 fds[0].revents = 0;
             }
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.saved {
-            let _ = sys::tcsetattr(sys::stdio(STDIN), saved);
         }
     }
 }

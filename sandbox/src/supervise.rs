@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use protocol::{ExitStatus, Plan, Workspace, WorkspaceMode};
 
 use crate::error::{Context, Error};
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
 use crate::{child, idmap, sys, tree};
 
@@ -85,10 +85,22 @@ pub enum Control {
     Signal(libc::c_int),
     /// Kill the sandbox and stop watching (the client is gone).
     Kill,
+    /// The client's terminal is now (rows, cols).
+    Resize(u16, u16),
 }
 
 /// Runs `plan` to completion. The calling process must be single-threaded.
-pub fn run(plan: &Plan, inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Outcome, Error> {
+pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Outcome, Error> {
+    // Kept on this side of the fork: with a terminal, the caller's stdio
+    // is what the relay reads and writes (the workload gets the pty); the
+    // sync-back target is only ever written from here.
+    let relay_io = if plan.process.tty {
+        let mut stdio = std::mem::take(&mut inputs.stdio).into_iter();
+        stdio.next().zip(stdio.next())
+    } else {
+        None
+    };
+    let sync_back = inputs.sync_back.take();
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
@@ -158,12 +170,12 @@ pub fn run(plan: &Plan, inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Outcome
 
     hooks.started();
     let relay = match handed.terminal {
-        Some(master) => Some(Relay::start(master)?),
+        Some(master) => Some(Relay::start(master, relay_io)?),
         None => None,
     };
     let outcome = supervise(plan, pidfd, signals, relay, hooks)?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
-        sync_workspace(copy, ws, outcome.timed_out)?;
+        sync_workspace(copy, ws, outcome.timed_out, sync_back)?;
     }
     Ok(outcome)
 }
@@ -171,7 +183,12 @@ pub fn run(plan: &Plan, inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Outcome
 /// Mirrors the sandbox's copy of the workspace back to the host, as the
 /// caller: new and changed files are written, deleted ones removed. The
 /// copy stays readable through its descriptor after the sandbox is gone.
-fn sync_workspace(copy: OwnedFd, ws: &Workspace, timed_out: bool) -> Result<(), Error> {
+fn sync_workspace(
+    copy: OwnedFd,
+    ws: &Workspace,
+    timed_out: bool,
+    sync_back: Option<SyncBack>,
+) -> Result<(), Error> {
     let WorkspaceMode::CopyInOut { sync_on_timeout } = ws.mode else {
         return Ok(());
     };
@@ -179,9 +196,16 @@ fn sync_workspace(copy: OwnedFd, ws: &Workspace, timed_out: bool) -> Result<(), 
         eprintln!("nucleus: the workload timed out: its workspace changes were discarded (--sync-on-timeout keeps them)");
         return Ok(());
     }
-    let host = tree::open_root(Path::new(ws.source.as_str()))
-        .step(|| format!("--workspace {}: opening it to sync back", ws.source))?;
-    let stats = tree::mirror(copy.as_fd(), host.as_fd()).map_err(|e| Error::Setup {
+    let mirrored = match sync_back {
+        None => {
+            let host = tree::open_root(Path::new(ws.source.as_str()))
+                .step(|| format!("--workspace {}: opening it to sync back", ws.source))?;
+            tree::mirror(copy.as_fd(), host.as_fd())
+        }
+        Some(target) => mirror_as(copy, target)
+            .step(|| format!("--workspace {}: syncing back as its owner", ws.source))?,
+    };
+    let stats = mirrored.map_err(|e| Error::Setup {
         step: format!("--workspace {}: syncing back {}", ws.source, e.path),
         source: e.source,
     })?;
@@ -191,6 +215,27 @@ fn sync_workspace(copy: OwnedFd, ws: &Workspace, timed_out: bool) -> Result<(), 
         "workspace synced back"
     );
     Ok(())
+}
+
+/// The mirror on a thread of its own that first takes the caller's ids:
+/// ids and capabilities are per thread to the kernel (the raw syscalls
+/// skip libc's process-wide broadcast), so the thread writes with exactly
+/// the caller's rights (no capabilities once no id is 0) while the
+/// executor keeps its own. The caller's descriptor names the directory;
+/// no path is resolved with the executor's privileges.
+fn mirror_as(
+    copy: OwnedFd,
+    target: SyncBack,
+) -> io::Result<Result<tree::SyncStats, tree::TreeError>> {
+    let worker = std::thread::Builder::new()
+        .name("workspace-sync".into())
+        .spawn(move || {
+            sys::setresid(target.uid, target.gid)?;
+            Ok(tree::mirror(copy.as_fd(), target.dir.as_fd()))
+        })?;
+    worker
+        .join()
+        .map_err(|_| io::Error::other("the sync thread panicked"))?
 }
 
 /// EOF without a message means execve succeeded.
@@ -275,6 +320,11 @@ fn supervise(
                 Control::Kill => {
                     watching = false;
                     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                }
+                Control::Resize(rows, cols) => {
+                    if let Some(relay) = &relay {
+                        relay.set_size((rows, cols));
+                    }
                 }
             }
         }

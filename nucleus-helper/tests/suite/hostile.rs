@@ -8,20 +8,47 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::OnceLock;
 
 use protocol::testing::sample_plan;
 use protocol::*;
 
+/// This test process's stand-ins for the unit's RuntimeDirectory,
+/// StateDirectory and LogsDirectory, shared by every helper it starts
+/// (each sees them at the real paths, in a mount namespace of its own).
+fn state_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("nucleus-hostile-{}", std::process::id()));
+        for dir in ["run/nucleus/sandboxes", "lib/nucleus", "log/nucleus"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        root
+    })
+}
+
+fn records() -> PathBuf {
+    state_root().join("run/nucleus/sandboxes")
+}
+
 /// The helper as systemd would start it, with `sock` as its connection.
 fn spawn_helper(sock: UnixStream) -> Child {
     let fd = sock.as_raw_fd();
-    let mut cmd = Command::new("/bin/sh");
+    let root = state_root();
+    let mut cmd = Command::new("unshare");
     cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
         "-c",
-        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\"",
+        "mount --bind \"$1/run\" /run && mount --bind \"$1/lib\" /var/lib && \
+         mount --bind \"$1/log\" /var/log && LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\"",
         env!("CARGO_BIN_EXE_nucleus-helper"),
-    ]);
+    ])
+    .arg(root);
     // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe;
     // it puts the connection at descriptor 3 (without close-on-exec).
     unsafe {
@@ -102,7 +129,7 @@ fn launch_bytes(plan: &Plan) -> (Vec<u8>, PlanDigest) {
 
 /// The test process's mount namespace, kept open for the whole run.
 fn mount_ns() -> &'static File {
-    static NS: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    static NS: OnceLock<File> = OnceLock::new();
     NS.get_or_init(|| File::open("/proc/self/ns/mnt").unwrap())
 }
 
@@ -292,10 +319,24 @@ fn o_path_descriptors_are_refused() {
     finished_cleanly(child);
 }
 
-#[test]
-fn a_terminal_plan_is_refused_as_unsupported() {
+/// Launches `argv` (from /usr) as root through a helper; returns the
+/// connection, the helper and the sandbox's id once it has started.
+fn launch(argv: &[&str], tty: bool) -> (UnixStream, Child, SandboxId) {
     let mut plan = sample_plan();
-    plan.process.tty = true;
+    plan.process.argv = Argv::try_from(
+        argv.iter()
+            .map(|a| Arg::try_from(*a).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    plan.process.tty = tty;
+    // Dynamically linked programs need their loader and libraries.
+    for dir in ["lib", "lib64"] {
+        plan.mounts.push(Mount::Symlink {
+            target: AbsPath::try_from(format!("/{dir}")).unwrap(),
+            link_to: Arg::try_from(format!("usr/{dir}")).unwrap(),
+        });
+    }
     let (bytes, digest) = launch_bytes(&plan);
     let (mut sock, child) = connect();
     hello(&mut sock);
@@ -308,6 +349,305 @@ fn a_terminal_plan_is_refused_as_unsupported() {
         }),
         &with_stdio(&[usr.as_fd()]),
     );
-    expect_error(&mut sock, ErrorCode::Unsupported, "--rootless");
+    match reply(&mut sock) {
+        Some(Message::Started { id, digest: d }) => {
+            assert_eq!(d, digest);
+            (sock, child, id)
+        }
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+/// A management request on a connection of its own.
+fn request(sock: &mut UnixStream, message: Message) -> Option<Message> {
+    hello(sock);
+    sock.write_all(&frame(message)).unwrap();
+    reply(sock)
+}
+
+fn expect_exit(sock: &mut UnixStream, child: Child, status: ExitStatus) {
+    assert_eq!(reply(sock), Some(Message::Exited(status)));
     finished_cleanly(child);
+}
+
+#[test]
+fn a_terminal_plan_runs_with_the_callers_stdio() {
+    let (mut sock, child, id) = launch(&["/usr/bin/true"], true);
+    expect_exit(&mut sock, child, ExitStatus::Code(0));
+    assert!(
+        !records().join(id.as_str()).exists(),
+        "the record is removed at exit"
+    );
+}
+
+#[test]
+fn management_requests_carry_no_descriptors() {
+    let (mut sock, child) = connect();
+    hello(&mut sock);
+    let usr = open_dir("/usr");
+    send_fds(&sock, &frame(Message::List), &[usr.as_fd()]);
+    expect_error(
+        &mut sock,
+        ErrorCode::BadRequest,
+        "only Launch carries descriptors",
+    );
+    finished_cleanly(child);
+}
+
+#[test]
+fn unknown_sandbox_ids_are_not_found() {
+    let (mut sock, child) = connect();
+    let id = SandboxId::try_from("00000000deadbeef").unwrap();
+    match request(
+        &mut sock,
+        Message::Stop {
+            id,
+            signal: StopSignal::Kill,
+        },
+    ) {
+        Some(Message::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::NotFound, "{message}");
+            assert!(message.contains("nucleus ps"), "{message}");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    finished_cleanly(child);
+}
+
+/// A connection whose peer, to the kernel, is a process running as `uid`
+/// (SO_PEERCRED names whoever made the socket pair). The process lives
+/// until the returned keeper is dropped, so its pidfd stays valid.
+struct Peer {
+    pid: libc::pid_t,
+    hold: UnixStream,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.hold.shutdown(std::net::Shutdown::Both);
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+    }
+}
+
+fn connect_as(uid: u32) -> (UnixStream, Child, Peer) {
+    let (parent, child_end) = UnixStream::pair().unwrap();
+    let (hold, hold_child) = UnixStream::pair().unwrap();
+    let (send_fd, hold_fd) = (child_end.as_raw_fd(), hold_child.as_raw_fd());
+    // SAFETY: the child runs only raw system calls on memory prepared on
+    // its stack, then _exits: nothing that could deadlock after a fork
+    // from a multi-threaded test process.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            // Copies of other tests' connections must not stay open here.
+            let (low, high) = (send_fd.min(hold_fd) as u32, send_fd.max(hold_fd) as u32);
+            libc::syscall(libc::SYS_close_range, 3u32, low - 1, 0u32);
+            libc::syscall(libc::SYS_close_range, low + 1, high - 1, 0u32);
+            libc::syscall(libc::SYS_close_range, high + 1, u32::MAX, 0u32);
+            if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+            {
+                libc::_exit(1);
+            }
+            let mut pair = [0i32; 2];
+            if libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            ) != 0
+            {
+                libc::_exit(2);
+            }
+            let mut byte = [0u8; 1];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut control = [0u64; 8];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(8) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(8) as usize;
+            std::ptr::copy_nonoverlapping(pair.as_ptr(), libc::CMSG_DATA(cmsg).cast::<i32>(), 2);
+            if libc::sendmsg(send_fd, &msg, 0) != 1 {
+                libc::_exit(3);
+            }
+            libc::close(pair[0]);
+            libc::close(pair[1]);
+            // Alive until the parent closes its end.
+            libc::read(hold_fd, byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop((child_end, hold_child));
+    let fds = recv_fds(&parent);
+    let [ours, theirs]: [OwnedFd; 2] = fds.try_into().expect("two descriptors");
+    let child = spawn_helper(UnixStream::from(theirs));
+    (UnixStream::from(ours), child, Peer { pid, hold })
+}
+
+fn recv_fds(sock: &UnixStream) -> Vec<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; the buffers outlive the call, and the
+    // kernel's control message is walked with the CMSG macros in bounds.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        assert_eq!(
+            libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC),
+            1,
+            "the uid-switched child failed"
+        );
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null());
+        let data = libc::CMSG_DATA(cmsg).cast::<i32>();
+        (0..2)
+            .map(|i| OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))))
+            .collect()
+    }
+}
+
+#[test]
+fn another_users_sandbox_is_neither_listed_nor_stoppable() {
+    let (mut owner, helper, id) = launch(&["/usr/bin/sleep", "60"], false);
+    let record = records().join(id.as_str());
+    assert!(record.exists(), "a running sandbox has a record");
+
+    let (mut sock, child, _peer) = connect_as(65534);
+    assert_eq!(
+        request(&mut sock, Message::List),
+        Some(Message::Sandboxes(vec![]))
+    );
+    finished_cleanly(child);
+
+    let (mut sock, child, _peer) = connect_as(65534);
+    let stop = Message::Stop {
+        id: id.clone(),
+        signal: StopSignal::Kill,
+    };
+    match request(&mut sock, stop.clone()) {
+        Some(Message::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::Unauthorized, "{message}");
+            assert!(message.contains("belongs to uid 0"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    finished_cleanly(child);
+
+    // Its owner (root) sees it, and may stop it.
+    let (mut sock, child) = connect();
+    match request(&mut sock, Message::List) {
+        Some(Message::Sandboxes(list)) => assert!(list.iter().any(|s| s.id == id && s.uid == 0)),
+        other => panic!("expected Sandboxes, got {other:?}"),
+    }
+    finished_cleanly(child);
+    let (mut sock, child) = connect();
+    assert_eq!(request(&mut sock, stop), Some(Message::Stopped));
+    finished_cleanly(child);
+    expect_exit(&mut owner, helper, ExitStatus::Signal(9));
+    assert!(!record.exists());
+
+    let audit = std::fs::read_to_string(state_root().join("log/nucleus/audit.log")).unwrap();
+    let stop_lines: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(&format!("action=stop sandbox={id}")))
+        .collect();
+    assert!(
+        stop_lines
+            .iter()
+            .any(|l| l.contains("uid=65534") && l.contains("decision=denied")),
+        "{audit}"
+    );
+    assert!(
+        stop_lines
+            .iter()
+            .any(|l| l.contains("uid=0") && l.contains("decision=allowed")),
+        "{audit}"
+    );
+}
+
+#[test]
+fn a_tampered_record_is_refused() {
+    let (owner, helper, id) = launch(&["/usr/bin/sleep", "60"], false);
+    let record = records().join(id.as_str());
+    let text = std::fs::read_to_string(&record).unwrap();
+    // Claim the sandbox for uid 65534, who could then stop it.
+    std::fs::write(&record, text.replace("uid=0\n", "uid=65534\n")).unwrap();
+    let (mut sock, child, _peer) = connect_as(65534);
+    match request(
+        &mut sock,
+        Message::Stop {
+            id: id.clone(),
+            signal: StopSignal::Kill,
+        },
+    ) {
+        // The helper checks every record when it starts: this one is moved
+        // aside, so for the request it does not exist.
+        Some(Message::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::NotFound, "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    finished_cleanly(child);
+    let aside = records().join(format!("{id}.tampered"));
+    assert!(
+        aside.exists() && !record.exists(),
+        "moved aside for an administrator"
+    );
+    let audit = std::fs::read_to_string(state_root().join("log/nucleus/audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l
+            .contains(&format!("action=reconcile sandbox={id} decision=refused"))
+            && l.contains("HMAC")),
+        "{audit}"
+    );
+    // The sandbox still runs; its own client ends it.
+    drop(owner);
+    finished_cleanly(helper);
+    std::fs::remove_file(aside).unwrap();
+}
+
+#[test]
+fn a_dead_helpers_sandbox_is_reconciled_by_the_next() {
+    let (_owner, mut helper, id) = launch(&["/usr/bin/sleep", "60"], false);
+    let record = records().join(id.as_str());
+    let text = std::fs::read_to_string(&record).unwrap();
+    let workload: libc::pid_t = text
+        .lines()
+        .find_map(|l| l.strip_prefix("workload="))
+        .and_then(|w| w.split(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    // SIGKILL: no chance to clean up (the sandbox dies with it: its
+    // parent-death signal).
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+
+    let (mut sock, child) = connect();
+    assert!(
+        matches!(request(&mut sock, Message::List), Some(Message::Sandboxes(l)) if l.iter().all(|s| s.id != id))
+    );
+    finished_cleanly(child);
+    assert!(!record.exists(), "the stale record is removed");
+    // Reaped by whoever inherited it; gone from the process table or a zombie.
+    let state = std::fs::read_to_string(format!("/proc/{workload}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z"), "{state}");
 }

@@ -99,12 +99,84 @@ for ((i = 0; i < 100; i++)); do
 done
 t_status "killing the client kills its sandbox" 1 pgrep -u tester -x sleep
 
+t_section "terminal and copy-in-out through the helper"
+out=$(as_user tester script -qec "nucleus run --memory 64M -t -- sh -c 'tty; stty size'" /dev/null 2>&1 | tr -d '\r')
+t_match "-t: the workload gets a terminal of the sandbox's own devpts" "^/dev/pts/[0-9]+" "$out"
+ws=/home/tester/ws
+rm -rf "$ws"
+as_user tester sh -c "mkdir $ws && echo old > $ws/gone.txt && echo keep > $ws/kept.txt"
+out=$(as_user tester nucleus run --memory 64M --workspace "$ws" --workspace-mode copy-in-out -- \
+  sh -c 'echo new > /workspace/new.txt; rm /workspace/gone.txt; id -u' 2>&1)
+t_eq "copy-in-out: the workload ran as root inside" "0" "$out"
+t_eq "copy-in-out: changes came back, owned by tester" "kept.txt new.txt tester" \
+  "$(cd "$ws" && echo $(ls) "$(stat -c %U new.txt)")"
+
+t_section "io.weight"
+as_user tester nucleus run --io-weight 300 --name weighted -- sleep 30 >/dev/null 2>&1 &
+weighted=$!
+for ((i = 0; i < 100; i++)); do
+  rec=$(grep -l '^name=weighted$' /run/nucleus/sandboxes/* 2>/dev/null | head -n 1)
+  [[ -n $rec ]] && break
+  sleep 0.1
+done
+cg=$(sed -n 's/^cgroup=//p' "$rec" 2>/dev/null)
+t_eq "--io-weight 300 is the sandbox cgroup's io.weight" "default 300" "$(cat "$cg/io.weight" 2>&1)"
+kill "$weighted"; wait "$weighted" 2>/dev/null
+
+t_section "ps, stop and kill"
+as_user tester nucleus run --memory 64M --name longrun -- sh -c 'trap "exit 3" TERM; sleep 60 & wait' >/dev/null 2>&1 &
+longrun=$!
+for ((i = 0; i < 100; i++)); do
+  id=$(as_user tester nucleus ps 2>/dev/null | awk '$3 == "longrun" { print $1 }')
+  [[ -n $id ]] && break
+  sleep 0.1
+done
+t_match "tester's nucleus ps lists the sandbox" "^[0-9a-f]{16}$" "$id"
+t_eq "other's nucleus ps does not" "" "$(as_user other nucleus ps 2>&1 | grep longrun)"
+t_match "root's nucleus ps does" "$id +$(id -u tester) +longrun" "$(nucleus ps)"
+out=$(as_user other nucleus stop "$id" 2>&1)
+t_match "other may not stop tester's sandbox" "belongs to uid $(id -u tester); polkit does not allow org.nucleus.manage-others" "$out"
+t_status "so it still runs" 0 kill -0 "$longrun"
+t_status "tester stops it" 0 as_user tester nucleus stop "$id"
+wait "$longrun"
+t_eq "the workload got SIGTERM and exited on its own terms" 3 "$?"
+as_user tester nucleus run --memory 64M -- sleep 60 >/dev/null 2>&1 &
+doomed=$!
+for ((i = 0; i < 100; i++)); do
+  id=$(as_user tester nucleus ps 2>/dev/null | awk 'NR > 1 { print $1 }')
+  [[ -n $id ]] && break
+  sleep 0.1
+done
+t_status "nucleus kill ends it at once" 0 as_user tester nucleus kill "$id"
+wait "$doomed"
+t_eq "killed: 137" 137 "$?"
+t_match "the audit file records the refusal" "uid=$(id -u other) .*action=stop sandbox=$id decision=denied|action=stop .*decision=denied" \
+  "$(cat /var/log/nucleus/audit.log)"
+t_eq "the audit file is root's alone" "600 root" "$(stat -c '%a %U' /var/log/nucleus/audit.log)"
+
+t_section "a helper that dies"
+as_user tester nucleus run --memory 64M --name orphan -- sleep 60 >/dev/null 2>&1 &
+orphan=$!
+for ((i = 0; i < 100; i++)); do
+  rec=$(grep -l '^name=orphan$' /run/nucleus/sandboxes/* 2>/dev/null | head -n 1)
+  [[ -n $rec ]] && break
+  sleep 0.1
+done
+supervisor=$(sed -n 's/^supervisor=\([0-9]*\):.*/\1/p' "$rec")
+kill -KILL "$supervisor"
+wait "$orphan" 2>/dev/null
+t_eq "the next request finds nothing running" "" "$(nucleus ps | awk 'NR > 1')"
+t_status "and the dead helper's record is gone" 1 test -e "$rec"
+t_match "the clean-up is audited" "action=reconcile sandbox=$(basename "$rec") decision=removed" \
+  "$(cat /var/log/nucleus/audit.log)"
+
 t_section "nothing left behind"
 for ((i = 0; i < 100; i++)); do
   as_user tester nucleus run --memory 64M --pids 64 -- true >/dev/null 2>&1 || echo "run $i failed"
 done | { out=$(cat); t_eq "100 more runs through the helper succeed" "" "$out"; }
 sleep 1
 t_eq "no sandbox cgroup remains" "" "$(find /sys/fs/cgroup -type d -name 'user-*' -path '*nucleus-helper*' 2>/dev/null)"
+t_eq "no state record remains" "" "$(ls -A /run/nucleus/sandboxes)"
 t_eq "no helper instance remains" "" "$(systemctl list-units --plain --no-legend 'nucleus-helper@*.service' | grep -v ' dead ' || true)"
 t_eq "no mount left in the host namespace" "0" "$(grep -c -E 'nucleus|/run/secrets|/context|/workspace' /proc/self/mountinfo)"
 
