@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use protocol::{Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, SandboxId, WorkspaceMode};
+use protocol::{
+    subids, Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, SandboxId, WorkspaceMode,
+};
 use sandbox::{Control, Hooks};
 
 use crate::audit::{self, Who};
@@ -37,17 +39,40 @@ fn audit(peer: &Peer, digest: &PlanDigest, decision: &str, detail: &str) {
     );
 }
 
-/// A sandbox runs as its caller: its maps may name only the caller's uid
-/// and gid outside (root may map anything).
+/// A sandbox runs as its caller: its maps may name outside only the
+/// caller's own uid and gid, and ranges /etc/subuid and /etc/subgid give
+/// the caller (root may map anything). The files are the administrator's,
+/// read here again: the front end's reading of them proves nothing.
 fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
     if peer.uid == 0 {
         return Ok(());
     }
-    let only = |maps: &[IdMap], id: u32| maps.iter().all(|m| m.outside() == id && m.count() == 1);
-    if !only(&plan.ids.uid_map, peer.uid) || !only(&plan.ids.gid_map, peer.gid) {
+    let own = |m: &IdMap, id: u32| m.outside() == id && m.count() == 1;
+    let subordinate = |file: &str, maps: &[IdMap], id: u32| -> Result<bool, Refusal> {
+        let others: Vec<&IdMap> = maps.iter().filter(|m| !own(m, id)).collect();
+        if others.is_empty() {
+            return Ok(true);
+        }
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| refuse(ErrorCode::Internal, format!("reading {path}: {e}")))
+        };
+        let passwd = read("/etc/passwd")?;
+        let name = subids::user_name(&passwd, peer.uid).unwrap_or_default();
+        let ranges = match read(file) {
+            Ok(text) => subids::ranges(&text, name, peer.uid),
+            Err(_) => Vec::new(),
+        };
+        Ok(others
+            .iter()
+            .all(|m| subids::covered(&ranges, m.outside(), m.count())))
+    };
+    if !subordinate("/etc/subuid", &plan.ids.uid_map, peer.uid)?
+        || !subordinate("/etc/subgid", &plan.ids.gid_map, peer.gid)?
+    {
         return Err(refuse(
             ErrorCode::Unauthorized,
-            "the plan maps user or group ids other than the caller's; a sandbox runs as its caller",
+            "the plan maps user or group ids that are neither the caller's nor in the caller's /etc/subuid and /etc/subgid ranges",
         ));
     }
     Ok(())

@@ -22,7 +22,9 @@ options:
   --rootless                 run in-process in a user namespace, never
                              through the privileged helper
   --userns MODE              auto: uid 0 inside maps to you (default);
-                             keep-id: keep your uid and gid inside
+                             keep-id: keep your uid and gid inside;
+                             subids: uid 0 is you, 1 and up your
+                             /etc/subuid and /etc/subgid ranges
   --time-namespace           give the sandbox its own time namespace
   --rootfs DIR               use DIR as the root instead of host binds
   --read-only                make the root filesystem read-only
@@ -74,6 +76,9 @@ pub enum UserNs {
     Auto,
     /// The caller's uid/gid inside, mapped to themselves.
     KeepId,
+    /// uid/gid 0 inside map to the caller, 1 and up to the caller's first
+    /// /etc/subuid and /etc/subgid ranges.
+    SubIds,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +251,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                 spec.userns = match v.as_str() {
                     "auto" => UserNs::Auto,
                     "keep-id" => UserNs::KeepId,
-                    _ => bail!("--userns {v}: unknown mode; use auto or keep-id"),
+                    "subids" => UserNs::SubIds,
+                    _ => bail!("--userns {v}: unknown mode; use auto, keep-id or subids"),
                 };
             }
             Long("time-namespace") => spec.time_namespace = true,

@@ -16,6 +16,7 @@ use protocol::{
 
 use crate::cli::{RunSpec, UserNs};
 use crate::{agent, limits, modes, seccomp};
+use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -144,15 +145,39 @@ fn abs(p: &str) -> Result<AbsPath> {
 
 fn ids(mode: UserNs, caller: Caller) -> Result<IdMapping> {
     let (uid, gid) = match mode {
-        UserNs::Auto => (0, 0),
+        UserNs::Auto | UserNs::SubIds => (0, 0),
         UserNs::KeepId => (caller.uid, caller.gid),
     };
-    Ok(IdMapping {
+    let mut ids = IdMapping {
         uid_map: vec![IdMap::new(uid, caller.uid, 1)?],
         gid_map: vec![IdMap::new(gid, caller.gid, 1)?],
         uid,
         gid,
-    })
+    };
+    if mode == UserNs::SubIds {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--userns subids: reading {path}"))
+        };
+        let passwd = read("/etc/passwd")?;
+        let name = subids::user_name(&passwd, caller.uid).unwrap_or_default();
+        for (file, map) in [
+            ("/etc/subuid", &mut ids.uid_map),
+            ("/etc/subgid", &mut ids.gid_map),
+        ] {
+            let Some(&(start, count)) = subids::ranges(&read(file)?, name, caller.uid).first()
+            else {
+                bail!(
+                    "--userns subids: {file} has no range for {} (uid {}); an administrator can add one with usermod --add-subuids/--add-subgids",
+                    if name.is_empty() { "you" } else { name },
+                    caller.uid
+                );
+            };
+            // Inside ids 1.. follow the caller's own 0; the range ends where u32 does.
+            map.push(IdMap::new(1, start, count.min(u32::MAX - 1))?);
+        }
+    }
+    Ok(ids)
 }
 
 /// The root and the mounts that furnish it.

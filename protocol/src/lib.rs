@@ -15,6 +15,7 @@ mod names;
 mod path;
 mod plan;
 mod security;
+pub mod subids;
 mod wire;
 
 pub use agent::{

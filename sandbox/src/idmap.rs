@@ -3,10 +3,12 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use protocol::{IdMap, IdMapping};
 
 use crate::error::{Context, Error};
+use crate::sys;
 
 /// The text the kernel expects in `uid_map`/`gid_map`.
 pub fn map_text(maps: &[IdMap]) -> String {
@@ -20,6 +22,8 @@ pub fn map_text(maps: &[IdMap]) -> String {
 /// gid map, and the workload never needs to change its groups.
 pub fn write(proc_root: &Path, pid: libc::pid_t, ids: &IdMapping) -> Result<(), Error> {
     let dir = proc_root.join(pid.to_string());
+    let unprivileged_ranges =
+        sys::geteuid() != 0 && (ids.uid_map.len() > 1 || ids.gid_map.len() > 1);
     let write = |file: &str, text: &str| -> Result<(), Error> {
         fs::write(dir.join(file), text).step(|| format!("writing {file} of the sandbox"))
     };
@@ -29,8 +33,40 @@ pub fn write(proc_root: &Path, pid: libc::pid_t, ids: &IdMapping) -> Result<(), 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).step(|| "writing setgroups of the sandbox".into()),
     }
+    if unprivileged_ranges {
+        return write_with_tools(pid, ids);
+    }
     write("uid_map", &map_text(&ids.uid_map))?;
     write("gid_map", &map_text(&ids.gid_map))
+}
+
+/// An unprivileged process may map only its own ids; subordinate ranges
+/// take shadow's setuid newuidmap and newgidmap, which check them against
+/// /etc/subuid and /etc/subgid themselves.
+fn write_with_tools(pid: libc::pid_t, ids: &IdMapping) -> Result<(), Error> {
+    for (tool, maps) in [("newuidmap", &ids.uid_map), ("newgidmap", &ids.gid_map)] {
+        let mut cmd = Command::new(tool);
+        cmd.arg(pid.to_string());
+        for m in maps {
+            cmd.args([m.inside(), m.outside(), m.count()].map(|n| n.to_string()));
+        }
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Setup {
+                step: format!(
+                    "running {tool} for the subordinate id ranges (Debian package uidmap)"
+                ),
+                source: e,
+            })?;
+        if !out.status.success() {
+            return Err(Error::Child(format!(
+                "{tool} refused the subordinate id ranges: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

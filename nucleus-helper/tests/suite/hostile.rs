@@ -651,3 +651,28 @@ fn a_dead_helpers_sandbox_is_reconciled_by_the_next() {
     let state = std::fs::read_to_string(format!("/proc/{workload}/stat")).unwrap_or_default();
     assert!(state.is_empty() || state.contains(") Z"), "{state}");
 }
+
+#[test]
+fn ids_outside_the_callers_own_and_subordinate_ranges_are_refused() {
+    // uid 65534 has no /etc/subuid range: a plan mapping one is refused.
+    let mut plan = sample_plan();
+    plan.ids.uid_map = vec![
+        IdMap::new(0, 65534, 1).unwrap(),
+        IdMap::new(1, 3_000_000, 10).unwrap(),
+    ];
+    plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    let (bytes, digest) = launch_bytes(&plan);
+    let (mut sock, child, _peer) = connect_as(65534);
+    hello(&mut sock);
+    let usr = open_dir("/usr");
+    send_fds(
+        &sock,
+        &frame(Message::Launch {
+            plan: bytes,
+            digest,
+        }),
+        &with_stdio(&[usr.as_fd()]),
+    );
+    expect_error(&mut sock, ErrorCode::Unauthorized, "subuid");
+    finished_cleanly(child);
+}

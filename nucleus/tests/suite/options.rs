@@ -9,6 +9,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 as_root_and_user!(
     keep_id_keeps_the_callers_ids,
+    subids_maps_the_callers_subordinate_ranges,
     env_options_and_env_file_add_exactly_what_was_asked,
     env_key_alone_copies_the_callers_value,
     workdir_sets_the_cwd,
@@ -16,6 +17,38 @@ as_root_and_user!(
     name_becomes_the_hostname,
     hostname_wins_over_name,
 );
+
+/// `--userns subids`: 0 is the caller, 1 and up the caller's first
+/// /etc/subuid and /etc/subgid ranges (tests/run-all gives root and the
+/// test user one each).
+fn subids_maps_the_callers_subordinate_ranges(id: &Identity) {
+    let first = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() == 3 && (f[0] == id.name || f[0] == id.uid.to_string()))
+                    .then(|| format!("1 {} {}", f[1], f[2]))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{file} has no range for {} (tests/run-all adds one)",
+                    id.name
+                )
+            })
+    };
+    let r = report(id, &["--userns", "subids"]);
+    assert_eq!(
+        words(&r["uid_map"]),
+        format!("0 {} 1 {}", id.uid, first("/etc/subuid"))
+    );
+    assert_eq!(
+        words(&r["gid_map"]),
+        format!("0 {} 1 {}", id.gid, first("/etc/subgid"))
+    );
+    assert_eq!((&r["uid"], &r["gid"]), (&Value::from(0), &Value::from(0)));
+}
 
 fn keep_id_keeps_the_callers_ids(id: &Identity) {
     let r = report(id, &["--userns", "keep-id"]);

@@ -479,6 +479,11 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 pub fn getgid() -> u32 {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::getgid() }

@@ -111,6 +111,13 @@ t_eq "copy-in-out: the workload ran as root inside" "0" "$out"
 t_eq "copy-in-out: changes came back, owned by tester" "kept.txt new.txt tester" \
   "$(cd "$ws" && echo $(ls) "$(stat -c %U new.txt)")"
 
+t_section "subordinate ids (--userns subids)"
+grep -q '^tester:' /etc/subuid || usermod --add-subuids 100000-165535 --add-subgids 100000-165535 tester
+range=$(awk -F: '$1 == "tester" { print $2, $3; exit }' /etc/subuid)
+out=$(as_user tester nucleus run --memory 64M --userns subids -- sh -c 'cat /proc/self/uid_map' 2>&1 | awk '{ $1 = $1; print }')
+t_eq "tester: 0 is tester, 1 and up tester's /etc/subuid range" "0 $(id -u tester) 1
+1 $range" "$out"
+
 t_section "io.weight"
 as_user tester nucleus run --io-weight 300 --name weighted -- sleep 30 >/dev/null 2>&1 &
 weighted=$!
