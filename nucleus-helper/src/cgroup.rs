@@ -1,13 +1,13 @@
 //! cgroup v2 for one sandbox, inside the helper's own delegated subtree
-//! (the unit's `Delegate=yes`): `<own>/user-<uid>/sandbox`, with the
-//! plan's limits. The helper moves itself to `<own>/supervisor` first, as
-//! cgroup v2 allows controllers only over cgroups without processes.
+//! (the unit's `Delegate=yes`): `<unit>/user-<uid>/<sandbox id>`, with
+//! the plan's limits. The helper's processes live in `<unit>/supervisor`,
+//! as cgroup v2 allows controllers only over cgroups without processes.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use protocol::{Limits, MemoryLimit};
+use protocol::{Limits, MemoryLimit, SandboxId};
 
 /// The limit files for `limits`, exactly as written.
 pub fn limit_files(limits: &Limits) -> Vec<(&'static str, String)> {
@@ -34,6 +34,30 @@ pub fn limit_files(limits: &Limits) -> Vec<(&'static str, String)> {
 pub struct SandboxCgroup {
     user: PathBuf,
     path: PathBuf,
+}
+
+/// Where cgroup v2 is mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+const SUPERVISOR: &str = "supervisor";
+
+/// The root of the helper's delegated subtree: its unit's cgroup, which
+/// is this process's own unless it is in the supervisor cgroup already.
+fn delegated(root: &Path) -> io::Result<PathBuf> {
+    let own = own_cgroup(root)?;
+    Ok(match own.parent() {
+        Some(unit) if own.file_name().is_some_and(|n| n == SUPERVISOR) => unit.to_owned(),
+        _ => own,
+    })
+}
+
+/// Moves this process into `<unit>/supervisor`.
+pub fn enter_supervisor(root: &Path) -> io::Result<()> {
+    let supervisor = delegated(root)?.join(SUPERVISOR);
+    mkdir(&supervisor)?;
+    write(
+        &supervisor.join("cgroup.procs"),
+        &std::process::id().to_string(),
+    )
 }
 
 /// This process's cgroup, from `/proc/self/cgroup` (the v2 line).
@@ -63,16 +87,16 @@ fn mkdir(path: &Path) -> io::Result<()> {
 }
 
 impl SandboxCgroup {
-    /// Creates the sandbox's cgroup for `uid` under `root` (normally
-    /// `/sys/fs/cgroup`) with `limits` applied.
-    pub fn create(root: &Path, uid: u32, limits: &Limits) -> io::Result<SandboxCgroup> {
-        let own = own_cgroup(root)?;
-        let supervisor = own.join("supervisor");
-        mkdir(&supervisor)?;
-        write(
-            &supervisor.join("cgroup.procs"),
-            &std::process::id().to_string(),
-        )?;
+    /// Creates the cgroup of sandbox `id` for `uid` under `root`
+    /// (normally `/sys/fs/cgroup`) with `limits` applied.
+    pub fn create(
+        root: &Path,
+        uid: u32,
+        id: &SandboxId,
+        limits: &Limits,
+    ) -> io::Result<SandboxCgroup> {
+        enter_supervisor(root)?;
+        let own = delegated(root)?;
         // io only when asked: a kernel without it must not fail every launch.
         let controllers = if limits.io_weight.is_some() {
             "+memory +cpu +pids +io"
@@ -81,10 +105,19 @@ impl SandboxCgroup {
         };
         write(&own.join("cgroup.subtree_control"), controllers)?;
         let user = own.join(format!("user-{uid}"));
-        mkdir(&user)?;
-        write(&user.join("cgroup.subtree_control"), controllers)?;
-        let path = user.join("sandbox");
-        mkdir(&path)?;
+        let path = user.join(id.as_str());
+        // Another of the user's sandboxes may remove `user` as it ends,
+        // between the two mkdirs: then start over.
+        let mut made = Err(io::Error::from(io::ErrorKind::NotFound));
+        for _ in 0..3 {
+            made = mkdir(&user)
+                .and_then(|()| write(&user.join("cgroup.subtree_control"), controllers))
+                .and_then(|()| mkdir(&path));
+            if !matches!(&made, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                break;
+            }
+        }
+        made?;
         let cgroup = SandboxCgroup { user, path };
         for (file, value) in limit_files(limits) {
             write(&cgroup.path.join(file), &value)?;
@@ -112,16 +145,18 @@ impl SandboxCgroup {
             .is_some_and(|n| n > 0)
     }
 
-    /// Removes the (empty) cgroups: every failure is reported, none hides another.
+    /// Removes the (empty) sandbox cgroup, and the user's if it was the
+    /// last: every failure is reported, none hides another.
     pub fn remove(self) -> Vec<io::Error> {
-        [&self.path, &self.user]
-            .into_iter()
-            .filter_map(|p| {
-                fs::remove_dir(p)
-                    .err()
-                    .map(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-            })
-            .collect()
+        let mut errors = Vec::new();
+        if let Err(e) = fs::remove_dir(&self.path) {
+            errors.push(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", self.path.display()),
+            ));
+        }
+        remove_user_if_unused(&self.user, &mut errors);
+        errors
     }
 }
 
@@ -151,10 +186,25 @@ pub fn remove_stale(path: &Path) -> Vec<io::Error> {
         p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("user-"))
     }) {
-        // Busy while the user's other sandboxes run: not an error.
-        let _ = fs::remove_dir(user);
+        remove_user_if_unused(user, &mut errors);
     }
     errors
+}
+
+/// A user's cgroup goes with their last sandbox; while others run it is
+/// busy, which is no error.
+fn remove_user_if_unused(user: &Path, errors: &mut Vec<io::Error>) {
+    match fs::remove_dir(user) {
+        Err(e)
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)
+            ) =>
+        {
+            errors.push(io::Error::new(e.kind(), format!("{}: {e}", user.display())));
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::conn::Conn;
 use crate::peer::Peer;
 use crate::serve::{refuse, Descriptors, Refusal, Request};
 use crate::state::{ProcId, Record, Store};
-use crate::{ceilings, detach, polkit, sys};
+use crate::{ceilings, cgroup, detach, polkit, sys};
 
 fn audit(peer: &Peer, digest: &PlanDigest, decision: &str, detail: &str) {
     audit::record(
@@ -292,7 +292,12 @@ struct Prepared {
 }
 
 /// The checks, the caller's mounts, the ceilings and the cgroup.
-fn prepare(plan: &Plan, peer: &Peer, fds: Descriptors) -> Result<Prepared, Refusal> {
+fn prepare(
+    plan: &Plan,
+    peer: &Peer,
+    id: &SandboxId,
+    fds: Descriptors,
+) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
     let sync_back = sync_back(plan, peer, &fds.host_fds)?;
     let inputs = sandbox::Inputs {
@@ -323,7 +328,7 @@ fn prepare(plan: &Plan, peer: &Peer, fds: Descriptors) -> Result<Prepared, Refus
     // Made before the fork: cgroup v2 enables controllers only over
     // cgroups without processes, and the sandbox is born in ours.
     let cgroup = if limits.wants_cgroup() {
-        let made = SandboxCgroup::create(Path::new("/sys/fs/cgroup"), peer.uid, &limits);
+        let made = SandboxCgroup::create(Path::new(cgroup::ROOT), peer.uid, id, &limits);
         Some(made.map_err(|e| {
             refuse(
                 ErrorCode::SetupFailed,
@@ -347,17 +352,6 @@ pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Resu
     } = req;
     let plan = verified.plan();
     let digest = verified.digest();
-    let Prepared {
-        inputs,
-        actions,
-        cgroup,
-    } = match prepare(plan, peer, fds) {
-        Ok(prepared) => prepared,
-        Err(r) => {
-            audit(peer, &digest, "denied", &r.message);
-            return Err(r);
-        }
-    };
     let id = match sys::random() {
         Ok(bytes) => SandboxId::from_bytes(bytes),
         Err(e) => {
@@ -365,6 +359,17 @@ pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Resu
                 ErrorCode::Internal,
                 format!("naming the sandbox: {e}"),
             ))
+        }
+    };
+    let Prepared {
+        inputs,
+        actions,
+        cgroup,
+    } = match prepare(plan, peer, &id, fds) {
+        Ok(prepared) => prepared,
+        Err(r) => {
+            audit(peer, &digest, "denied", &r.message);
+            return Err(r);
         }
     };
     let mut hooks = HelperHooks {

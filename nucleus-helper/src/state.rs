@@ -330,7 +330,7 @@ mod tests {
                 start: 100,
             },
             cgroup: Some(PathBuf::from(
-                "/sys/fs/cgroup/system.slice/nucleus-helper@1.service/user-1000/sandbox",
+                "/sys/fs/cgroup/system.slice/nucleus-helper.service/user-1000/0102030405060708",
             )),
         }
     }
@@ -352,7 +352,7 @@ mod tests {
         let good = record().encode();
         for bad in [
             good.replace("cgroup=/sys/fs/cgroup/", "cgroup=/etc/"),
-            good.replace("user-1000/sandbox", "../../../etc"),
+            good.replace("user-1000/0102030405060708", "../../../etc"),
             good.replace("uid=1000", "uid=-1"),
             good.replace("workload=11", "workload=0"),
             format!("{good}extra=1\n"),

@@ -285,3 +285,46 @@ pub fn set_socket_timeouts(sock: BorrowedFd<'_>, secs: libc::time_t) -> io::Resu
     }
     Ok(())
 }
+
+/// Whether `sock` is a listening socket (systemd's Accept=no) rather than
+/// one connection (Accept=yes, or a test's socket pair).
+pub fn is_listening(sock: BorrowedFd<'_>) -> bool {
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` and `len` describe a writable int.
+    let ret = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    ret == 0 && on != 0
+}
+
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address buffers: the peer address is not wanted.
+    let fd = check(unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    } as libc::c_long)?;
+    // SAFETY: accept4 returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Reaps every exited child without blocking; how many there were.
+pub fn reap_children() -> usize {
+    let mut reaped = 0;
+    let mut status = 0;
+    // SAFETY: `status` is a writable int; WNOHANG never blocks.
+    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
+        reaped += 1;
+    }
+    reaped
+}

@@ -9,25 +9,42 @@ use crate::sys;
 /// The signals a front end forwards to the workload.
 pub const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-#[derive(Debug)]
-pub struct SignalFd(OwnedFd);
+pub struct SignalFd {
+    fd: OwnedFd,
+    mask: libc::sigset_t,
+}
+
+impl std::fmt::Debug for SignalFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SignalFd").field(&self.fd).finish()
+    }
+}
 
 impl SignalFd {
     /// Blocks `signals` for this thread and reads them from a descriptor.
     pub fn block(signals: &[libc::c_int]) -> io::Result<SignalFd> {
         let mask = sys::signal_set(signals);
         sys::sigprocmask(libc::SIG_BLOCK, &mask)?;
-        Ok(SignalFd(sys::signalfd(&mask)?))
+        Ok(SignalFd {
+            fd: sys::signalfd(&mask)?,
+            mask,
+        })
+    }
+
+    /// Unblocks the signals and closes the descriptor: for a forked child,
+    /// whose own children must not inherit a blocked mask through exec.
+    pub fn release(self) -> io::Result<()> {
+        sys::sigprocmask(libc::SIG_UNBLOCK, &self.mask)
     }
 
     pub fn read(&self) -> io::Result<libc::c_int> {
-        sys::read_signal(self.0.as_fd())
+        sys::read_signal(self.fd.as_fd())
     }
 }
 
 impl AsFd for SignalFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.fd.as_fd()
     }
 }
 
