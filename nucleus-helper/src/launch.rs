@@ -4,11 +4,16 @@
 //!
 //! The privileged operations, each safe for an untrusted caller because:
 //! - writing the user namespace maps: only ever the caller's own uid and
-//!   gid (checked below), so root in the sandbox is the caller outside;
+//!   gid and their /etc/subuid and /etc/subgid ranges (checked below), so
+//!   root in the sandbox is the caller outside;
+//! - signalling and cleaning up after sandboxes (see `manage`): only
+//!   through HMAC-checked records the helper wrote;
 //! - detaching mount trees: only of descriptors the caller opened for
 //!   reading (O_PATH refused), so nothing they could not read gets in;
 //! - creating a cgroup and writing limits: only below the helper's own
 //!   delegated subtree, and limits only restrict;
+//! - syncing a copy-in-out workspace back: through the caller's own
+//!   descriptor, by a thread holding only the caller's ids;
 //! - everything else (mounts, pivot_root, seccomp, ...) happens inside the
 //!   new user namespace, with no more privilege than the caller has.
 
@@ -17,7 +22,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use protocol::{
-    subids, Envelope, ErrorCode, IdMap, Message, Plan, PlanDigest, SandboxId, WorkspaceMode,
+    subids, Envelope, ErrorCode, IdMap, Limits, Message, Plan, PlanDigest, SandboxId, WorkspaceMode,
 };
 use sandbox::{Control, Hooks};
 
@@ -145,54 +150,9 @@ struct HelperHooks<'a> {
     id: SandboxId,
     /// Set once the record is on disk, so it is removed at the end.
     recorded: bool,
-    /// Polkit actions this launch needs.
-    actions: Vec<&'static str>,
     digest: PlanDigest,
     cgroup: Option<SandboxCgroup>,
     refusal: Option<Refusal>,
-}
-
-impl HelperHooks<'_> {
-    fn authorize(&mut self) -> Result<(), Refusal> {
-        if self.peer.uid == 0 {
-            return Ok(());
-        }
-        let digest = format!("sha256:{}", self.digest);
-        let name = self.plan.name.as_ref().map_or("", |n| n.as_str());
-        let details: HashMap<&str, &str> = [
-            ("sandbox", name),
-            ("plan_digest", digest.as_str()),
-            ("network_mode", "none"),
-        ]
-        .into();
-        match polkit::first_denied(self.peer, &self.actions, &details) {
-            Ok(None) => {}
-            Ok(Some(action)) => {
-                return Err(refuse(
-                    ErrorCode::Unauthorized,
-                    format!(
-                        "polkit does not allow {action} for uid {}; an administrator can grant it",
-                        self.peer.uid
-                    ),
-                ))
-            }
-            Err(e) => {
-                return Err(refuse(
-                    ErrorCode::Unauthorized,
-                    format!("cannot ask polkit: {e}"),
-                ))
-            }
-        }
-        // polkit asked about the pid; the pidfd says the caller held that
-        // pid for the whole question (a dead caller's pid may be reused).
-        if !sys::pidfd_alive(self.peer.pidfd.as_fd()) {
-            return Err(refuse(
-                ErrorCode::Unauthorized,
-                "the caller exited during authorization",
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl HelperHooks<'_> {
@@ -224,21 +184,18 @@ impl HelperHooks<'_> {
 }
 
 impl Hooks for HelperHooks<'_> {
-    /// Runs after the fork (D-Bus starts threads, which must not exist
-    /// when the helper forks): polkit, then into the cgroup made before.
+    /// Into the cgroup made before the fork, then on record.
     fn place(&mut self, pid: libc::pid_t) -> Result<(), String> {
-        let placed = self
-            .authorize()
-            .and_then(|()| match &self.cgroup {
-                Some(cgroup) => cgroup.add(pid).map_err(|e| {
-                    refuse(
-                        ErrorCode::SetupFailed,
-                        format!("moving the sandbox into its cgroup: {e}"),
-                    )
-                }),
-                None => Ok(()),
-            })
-            .and_then(|()| self.record(pid));
+        let placed = match &self.cgroup {
+            Some(cgroup) => cgroup.add(pid).map_err(|e| {
+                refuse(
+                    ErrorCode::SetupFailed,
+                    format!("moving the sandbox into its cgroup: {e}"),
+                )
+            }),
+            None => Ok(()),
+        }
+        .and_then(|()| self.record(pid));
         placed.map_err(|r| {
             let text = r.message.clone();
             self.refusal = Some(r);
@@ -287,27 +244,13 @@ impl Hooks for HelperHooks<'_> {
 /// Everything decided before the fork.
 struct Prepared {
     inputs: sandbox::Inputs,
-    actions: Vec<&'static str>,
     cgroup: Option<SandboxCgroup>,
 }
 
-/// The checks, the caller's mounts, the ceilings and the cgroup.
-fn prepare(
-    plan: &Plan,
-    peer: &Peer,
-    id: &SandboxId,
-    fds: Descriptors,
-) -> Result<Prepared, Refusal> {
-    check_identity(plan, peer)?;
-    let sync_back = sync_back(plan, peer, &fds.host_fds)?;
-    let inputs = sandbox::Inputs {
-        sync_back,
-        secrets: fds.secret_fds,
-        host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
-        stdio: fds.stdio,
-    };
-    // The administrator's ceilings: missing limits take them, excess needs
-    // its own polkit action. No config file means no ceilings.
+/// The limits after the administrator's ceilings (missing limits take
+/// them), and the polkit actions the launch needs (excess needs its own).
+/// No config file means no ceilings.
+fn limits_and_actions(plan: &Plan, peer: &Peer) -> Result<(Limits, Vec<&'static str>), Refusal> {
     let config = match std::fs::read_to_string(ceilings::PATH) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -325,6 +268,69 @@ fn prepare(
     if exceeds {
         actions.push(EXCEED);
     }
+    Ok((limits, actions))
+}
+
+/// polkit's question, asked in a child process; root callers skip it.
+fn ask_polkit(
+    plan: &Plan,
+    peer: &Peer,
+    digest: &PlanDigest,
+    actions: &[&str],
+) -> Result<Option<polkit::Pending>, Refusal> {
+    if peer.uid == 0 {
+        return Ok(None);
+    }
+    let digest = format!("sha256:{digest}");
+    let name = plan.name.as_ref().map_or("", |n| n.as_str());
+    let details: HashMap<&str, &str> = [
+        ("sandbox", name),
+        ("plan_digest", digest.as_str()),
+        ("network_mode", "none"),
+    ]
+    .into();
+    polkit::ask(peer, actions, &details)
+        .map(Some)
+        .map_err(|e| refuse(ErrorCode::Internal, format!("asking polkit: {e}")))
+}
+
+/// polkit's answer, and the caller still there: polkit was asked about
+/// the pid; the pidfd says the caller held that pid for the whole question
+/// (a dead caller's pid may be reused).
+fn authorized(pending: polkit::Pending, peer: &Peer) -> Result<(), Refusal> {
+    let denied = |message: String| refuse(ErrorCode::Unauthorized, message);
+    match pending.answer() {
+        polkit::Answer::Allowed if sys::pidfd_alive(peer.pidfd.as_fd()) => Ok(()),
+        polkit::Answer::Allowed => Err(denied("the caller exited during authorization".to_owned())),
+        polkit::Answer::Denied(action) => Err(denied(format!(
+            "polkit does not allow {action} for uid {}; an administrator can grant it",
+            peer.uid
+        ))),
+        polkit::Answer::Failed(e) => Err(denied(format!("cannot ask polkit: {e}"))),
+    }
+}
+
+/// The checks, polkit, the caller's mounts and the cgroup. polkit's
+/// answer takes a while, so the caller's trees are detached and the
+/// cgroup made while it is asked; both are undone if the answer is no,
+/// and nothing of the sandbox exists before it is yes.
+fn prepare(
+    plan: &Plan,
+    peer: &Peer,
+    id: &SandboxId,
+    digest: &PlanDigest,
+    fds: Descriptors,
+) -> Result<Prepared, Refusal> {
+    check_identity(plan, peer)?;
+    let (limits, actions) = limits_and_actions(plan, peer)?;
+    let pending = ask_polkit(plan, peer, digest, &actions)?;
+    let sync_back = sync_back(plan, peer, &fds.host_fds)?;
+    let inputs = sandbox::Inputs {
+        sync_back,
+        secrets: fds.secret_fds,
+        host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
+        stdio: fds.stdio,
+    };
     // Made before the fork: cgroup v2 enables controllers only over
     // cgroups without processes, and the sandbox is born in ours.
     let cgroup = if limits.wants_cgroup() {
@@ -338,11 +344,17 @@ fn prepare(
     } else {
         None
     };
-    Ok(Prepared {
-        inputs,
-        actions,
-        cgroup,
-    })
+    if let Some(pending) = pending {
+        if let Err(r) = authorized(pending, peer) {
+            if let Some(cgroup) = cgroup {
+                for e in cgroup.remove() {
+                    audit(peer, digest, "cleanup-failed", &e.to_string());
+                }
+            }
+            return Err(r);
+        }
+    }
+    Ok(Prepared { inputs, cgroup })
 }
 
 pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Result<(), Refusal> {
@@ -361,11 +373,7 @@ pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Resu
             ))
         }
     };
-    let Prepared {
-        inputs,
-        actions,
-        cgroup,
-    } = match prepare(plan, peer, &id, fds) {
+    let Prepared { inputs, cgroup } = match prepare(plan, peer, &id, &digest, fds) {
         Ok(prepared) => prepared,
         Err(r) => {
             audit(peer, &digest, "denied", &r.message);
@@ -379,7 +387,6 @@ pub fn launch(conn: &mut Conn, peer: &Peer, store: &Store, req: Request) -> Resu
         store,
         id,
         recorded: false,
-        actions,
         digest,
         cgroup,
         refusal: None,
