@@ -21,7 +21,10 @@ use protocol::*;
 fn state_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("nucleus-hostile-{}", std::process::id()));
+        // Under target/tmp, not the host's /tmp; one per test process.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("nucleus-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         for dir in ["run/nucleus/sandboxes", "lib/nucleus", "log/nucleus"] {
             std::fs::create_dir_all(root.join(dir)).unwrap();
         }
@@ -675,4 +678,63 @@ fn ids_outside_the_callers_own_and_subordinate_ranges_are_refused() {
     );
     expect_error(&mut sock, ErrorCode::Unauthorized, "subuid");
     finished_cleanly(child);
+}
+
+/// A descriptor is all the helper mounts, and it grants the sandbox no
+/// more than the sandbox's own ids allow: a root-only directory, opened by
+/// a root caller for a sandbox that runs as uid 1000, stays unreadable
+/// inside (the kernel sees an unmapped owner, not the descriptor's opener).
+#[test]
+fn a_descriptor_grants_no_more_than_the_sandbox_ids_allow() {
+    let dir = state_root().join("root-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "s3cret").unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut plan = sample_plan();
+    plan.mounts.push(Mount::Bind {
+        source: AbsPath::try_from(dir.to_str().unwrap()).unwrap(),
+        target: AbsPath::try_from("/mnt").unwrap(),
+        read_only: true,
+    });
+    for d in ["lib", "lib64"] {
+        plan.mounts.push(Mount::Symlink {
+            target: AbsPath::try_from(format!("/{d}")).unwrap(),
+            link_to: Arg::try_from(format!("usr/{d}")).unwrap(),
+        });
+    }
+    plan.process.argv = Argv::try_from(vec![
+        Arg::try_from("/usr/bin/cat").unwrap(),
+        Arg::try_from("/mnt/secret").unwrap(),
+    ])
+    .unwrap();
+    let (bytes, digest) = launch_bytes(&plan);
+    let (mut sock, child) = connect();
+    hello(&mut sock);
+    let (usr, root_only) = (open_dir("/usr"), open_dir(dir.to_str().unwrap()));
+    let (out_read, out_write) = UnixStream::pair().unwrap();
+    let stdin = File::open("/dev/null").unwrap();
+    send_fds(
+        &sock,
+        &frame(Message::Launch {
+            plan: bytes,
+            digest,
+        }),
+        &[
+            usr.as_fd(),
+            root_only.as_fd(),
+            stdin.as_fd(),
+            out_write.as_fd(),
+            out_write.as_fd(),
+            mount_ns().as_fd(),
+        ],
+    );
+    drop(out_write);
+    assert!(matches!(reply(&mut sock), Some(Message::Started { .. })));
+    expect_exit(&mut sock, child, ExitStatus::Code(1));
+    let mut out = String::new();
+    (&out_read).read_to_string(&mut out).unwrap();
+    assert!(
+        out.contains("Permission denied") && !out.contains("s3cret"),
+        "{out}"
+    );
 }
