@@ -146,6 +146,26 @@ fn with_stdio<'a>(fds: &[BorrowedFd<'a>]) -> Vec<BorrowedFd<'a>> {
     all
 }
 
+/// Launch with `fds` for the host paths, then the test's stdio and mount
+/// namespace.
+fn send_launch(sock: &UnixStream, plan: Vec<u8>, digest: PlanDigest, fds: &[BorrowedFd<'_>]) {
+    send_fds(
+        sock,
+        &frame(Message::Launch { plan, digest }),
+        &with_stdio(fds),
+    );
+}
+
+/// Dynamically linked programs need their loader and libraries.
+fn with_libraries(plan: &mut Plan) {
+    for dir in ["lib", "lib64"] {
+        plan.mounts.push(Mount::Symlink {
+            target: AbsPath::try_from(format!("/{dir}")).unwrap(),
+            link_to: Arg::try_from(format!("usr/{dir}")).unwrap(),
+        });
+    }
+}
+
 fn open_dir(path: &str) -> OwnedFd {
     File::open(path).unwrap().into()
 }
@@ -290,14 +310,7 @@ fn descriptors_of_the_wrong_kind_are_refused() {
     hello(&mut sock);
     // A directory where the plan says a regular file.
     let dir = open_dir("/usr");
-    send_fds(
-        &sock,
-        &frame(Message::Launch {
-            plan: bytes,
-            digest,
-        }),
-        &with_stdio(&[dir.as_fd()]),
-    );
+    send_launch(&sock, bytes, digest, &[dir.as_fd()]);
     expect_error(&mut sock, ErrorCode::BadRequest, "not a File");
     finished_cleanly(child);
 }
@@ -333,25 +346,12 @@ fn launch(argv: &[&str], tty: bool) -> (UnixStream, Child, SandboxId) {
     )
     .unwrap();
     plan.process.tty = tty;
-    // Dynamically linked programs need their loader and libraries.
-    for dir in ["lib", "lib64"] {
-        plan.mounts.push(Mount::Symlink {
-            target: AbsPath::try_from(format!("/{dir}")).unwrap(),
-            link_to: Arg::try_from(format!("usr/{dir}")).unwrap(),
-        });
-    }
+    with_libraries(&mut plan);
     let (bytes, digest) = launch_bytes(&plan);
     let (mut sock, child) = connect();
     hello(&mut sock);
     let usr = open_dir("/usr");
-    send_fds(
-        &sock,
-        &frame(Message::Launch {
-            plan: bytes,
-            digest,
-        }),
-        &with_stdio(&[usr.as_fd()]),
-    );
+    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
     match reply(&mut sock) {
         Some(Message::Started { id, digest: d }) => {
             assert_eq!(d, digest);
@@ -668,14 +668,7 @@ fn ids_outside_the_callers_own_and_subordinate_ranges_are_refused() {
     let (mut sock, child, _peer) = connect_as(65534);
     hello(&mut sock);
     let usr = open_dir("/usr");
-    send_fds(
-        &sock,
-        &frame(Message::Launch {
-            plan: bytes,
-            digest,
-        }),
-        &with_stdio(&[usr.as_fd()]),
-    );
+    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
     expect_error(&mut sock, ErrorCode::Unauthorized, "subuid");
     finished_cleanly(child);
 }
@@ -696,12 +689,7 @@ fn a_descriptor_grants_no_more_than_the_sandbox_ids_allow() {
         target: AbsPath::try_from("/mnt").unwrap(),
         read_only: true,
     });
-    for d in ["lib", "lib64"] {
-        plan.mounts.push(Mount::Symlink {
-            target: AbsPath::try_from(format!("/{d}")).unwrap(),
-            link_to: Arg::try_from(format!("usr/{d}")).unwrap(),
-        });
-    }
+    with_libraries(&mut plan);
     plan.process.argv = Argv::try_from(vec![
         Arg::try_from("/usr/bin/cat").unwrap(),
         Arg::try_from("/mnt/secret").unwrap(),

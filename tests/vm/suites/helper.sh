@@ -18,6 +18,17 @@ as_user() {
   timeout -k 5 60 setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@"
 }
 
+# The record of the running sandbox named $1, once it exists (at most 10 s).
+record_of() {
+  local rec i
+  for ((i = 0; i < 100; i++)); do
+    rec=$(grep -l "^name=$1\$" /run/nucleus/sandboxes/* 2>/dev/null | head -n 1)
+    [[ -n $rec ]] && break
+    sleep 0.1
+  done
+  echo "$rec"
+}
+
 # The helper's journal, for failures.
 helper_journal() { journalctl -q --no-pager -u nucleus-helper.service -o short-monotonic | tail -n 30; }
 
@@ -121,11 +132,7 @@ t_eq "tester: 0 is tester, 1 and up tester's /etc/subuid range" "0 $(id -u teste
 t_section "io.weight"
 as_user tester nucleus run --io-weight 300 --name weighted -- sleep 30 >/dev/null 2>&1 &
 weighted=$!
-for ((i = 0; i < 100; i++)); do
-  rec=$(grep -l '^name=weighted$' /run/nucleus/sandboxes/* 2>/dev/null | head -n 1)
-  [[ -n $rec ]] && break
-  sleep 0.1
-done
+rec=$(record_of weighted)
 cg=$(sed -n 's/^cgroup=//p' "$rec" 2>/dev/null)
 t_eq "--io-weight 300 is the sandbox cgroup's io.weight" "default 300" "$(cat "$cg/io.weight" 2>&1)"
 as_user tester nucleus kill "$(basename "$rec")"
@@ -165,11 +172,7 @@ t_eq "the audit file is root's alone" "600 root" "$(stat -c '%a %U' /var/log/nuc
 t_section "a helper that dies"
 as_user tester nucleus run --memory 64M --name orphan -- sleep 60 >/dev/null 2>&1 &
 orphan=$!
-for ((i = 0; i < 100; i++)); do
-  rec=$(grep -l '^name=orphan$' /run/nucleus/sandboxes/* 2>/dev/null | head -n 1)
-  [[ -n $rec ]] && break
-  sleep 0.1
-done
+rec=$(record_of orphan)
 supervisor=$(sed -n 's/^supervisor=\([0-9]*\):.*/\1/p' "$rec")
 kill -KILL "$supervisor"
 wait "$orphan" 2>/dev/null
