@@ -47,7 +47,9 @@ fn spawn_helper(sock: UnixStream) -> Child {
         "private",
         "/bin/sh",
         "-c",
-        "mount --bind \"$1/run\" /run && mount --bind \"$1/lib\" /var/lib && \
+        // The system bus (tests/host-polkit/run's, if any) stays reachable.
+        "if [ -d /run/dbus ]; then mkdir -p \"$1/run/dbus\" && mount --bind /run/dbus \"$1/run/dbus\"; fi && \
+         mount --rbind \"$1/run\" /run && mount --bind \"$1/lib\" /var/lib && \
          mount --bind \"$1/log\" /var/log && LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\"",
         env!("CARGO_BIN_EXE_nucleus-helper"),
     ])
@@ -725,4 +727,113 @@ fn a_descriptor_grants_no_more_than_the_sandbox_ids_allow() {
         out.contains("Permission denied") && !out.contains("s3cret"),
         "{out}"
     );
+}
+
+/// The allowed and the denied user of tests/host-polkit/run, which starts
+/// a system bus and polkitd in a private mount namespace and runs the
+/// `polkit_` tests; None (said loudly) elsewhere.
+fn polkit_users() -> Option<(u32, u32)> {
+    if std::env::var_os("NUCLEUS_POLKIT_HOST").is_none() {
+        eprintln!("SKIPPED: polkit tests need tests/host-polkit/run (a system bus and polkitd)");
+        assert!(
+            std::env::var_os("NUCLEUS_REQUIRE_ALL").is_none(),
+            "NUCLEUS_REQUIRE_ALL=1: run the polkit_ tests through tests/host-polkit/run"
+        );
+        return None;
+    }
+    let uid = |var: &str| {
+        let name = std::env::var(var).unwrap();
+        let out = Command::new("id").args(["-u", &name]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    Some((uid("NUCLEUS_POLKIT_ALLOWED"), uid("NUCLEUS_POLKIT_DENIED")))
+}
+
+/// Launches /usr/bin/true named `name` as `uid` (its gid is the same
+/// number, see `connect_as`); the helper's first answer.
+fn launch_as(uid: u32, name: &str) -> (Option<Message>, UnixStream, Child, Peer) {
+    let mut plan = sample_plan();
+    with_libraries(&mut plan);
+    plan.name = Some(SandboxName::try_from(name).unwrap());
+    plan.ids.uid_map = vec![IdMap::new(0, uid, 1).unwrap()];
+    plan.ids.gid_map = vec![IdMap::new(0, uid, 1).unwrap()];
+    let (bytes, digest) = launch_bytes(&plan);
+    let (mut sock, child, peer) = connect_as(uid);
+    hello(&mut sock);
+    let usr = open_dir("/usr");
+    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
+    (reply(&mut sock), sock, child, peer)
+}
+
+fn expect_polkit_refusal(answer: Option<Message>, action: &str) {
+    match answer {
+        Some(Message::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::Unauthorized, "{message}");
+            assert!(
+                message.contains(&format!("polkit does not allow {action}")),
+                "{message}"
+            );
+        }
+        other => panic!("expected a polkit refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn polkit_allows_whom_the_rules_allow() {
+    let Some((allowed, _)) = polkit_users() else {
+        return;
+    };
+    let (answer, mut sock, child, _peer) = launch_as(allowed, "polkit-allowed");
+    assert!(
+        matches!(answer, Some(Message::Started { .. })),
+        "{answer:?}"
+    );
+    expect_exit(&mut sock, child, ExitStatus::Code(0));
+}
+
+#[test]
+fn polkit_denies_whom_the_rules_deny() {
+    let Some((_, denied)) = polkit_users() else {
+        return;
+    };
+    let (answer, _sock, child, _peer) = launch_as(denied, "polkit-denied");
+    expect_polkit_refusal(answer, "org.nucleus.run");
+    finished_cleanly(child);
+}
+
+#[test]
+fn polkit_rules_see_the_sandbox_name() {
+    let Some((allowed, _)) = polkit_users() else {
+        return;
+    };
+    let (answer, _sock, child, _peer) = launch_as(allowed, "polkit-denied-by-detail");
+    expect_polkit_refusal(answer, "org.nucleus.run");
+    finished_cleanly(child);
+}
+
+#[test]
+fn polkit_guards_other_users_sandboxes() {
+    let Some((allowed, _)) = polkit_users() else {
+        return;
+    };
+    let (mut owner, helper, id) = launch(&["/usr/bin/sleep", "60"], false);
+    let (mut sock, child, _peer) = connect_as(allowed);
+    let answer = request(
+        &mut sock,
+        Message::Stop {
+            id,
+            signal: StopSignal::Kill,
+        },
+    );
+    expect_polkit_refusal(answer, "org.nucleus.manage-others");
+    finished_cleanly(child);
+    owner
+        .write_all(&frame(Message::Signal(libc::SIGTERM as u8)))
+        .unwrap();
+    drop(owner);
+    finished_cleanly(helper);
 }
