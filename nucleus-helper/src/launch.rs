@@ -22,7 +22,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use protocol::{
-    subids, Envelope, ErrorCode, IdMap, Limits, Message, Plan, PlanDigest, SandboxId, WorkspaceMode,
+    subids, Envelope, ErrorCode, IdMap, Limits, Message, NetworkMode, Plan, PlanDigest, SandboxId,
+    WorkspaceMode,
 };
 use sandbox::{Control, Hooks};
 
@@ -114,6 +115,8 @@ fn sync_back(
 const RUN: &str = "org.nucleus.run";
 /// Limits above the administrator's ceilings.
 const EXCEED: &str = "org.nucleus.limits.exceed";
+/// The host's network namespace.
+const HOST_NETWORK: &str = "org.nucleus.network.host";
 
 /// Detached trees of the caller's descriptors, keyed by plan path.
 fn detach(
@@ -268,6 +271,9 @@ fn limits_and_actions(plan: &Plan, peer: &Peer) -> Result<(Limits, Vec<&'static 
     if exceeds {
         actions.push(EXCEED);
     }
+    if plan.network == NetworkMode::Host {
+        actions.push(HOST_NETWORK);
+    }
     Ok((limits, actions))
 }
 
@@ -286,7 +292,13 @@ fn ask_polkit(
     let details: HashMap<&str, &str> = [
         ("sandbox", name),
         ("plan_digest", digest.as_str()),
-        ("network_mode", "none"),
+        (
+            "network_mode",
+            match plan.network {
+                NetworkMode::None => "none",
+                NetworkMode::Host => "host",
+            },
+        ),
     ]
     .into();
     polkit::ask(peer, actions, &details)

@@ -67,6 +67,14 @@ agent inputs:
   --secret SRC:NAME          the file SRC as /run/secrets/NAME (mode 0400,
                              in memory only)
 
+network:
+  --network MODE             none (default): a namespace with loopback only;
+                             host: the host's network (needs
+                             --allow-host-network; not in strict-agent)
+  --allow-host-network       confirm --network host
+  --dns IP                   a resolver for /etc/resolv.conf (repeatable, at
+                             most 3; default: the host's file)
+
 exit status: the command's; 128+N if killed by signal N; 124 on timeout;
 125 if nucleus failed; 126 if COMMAND cannot be executed; 127 if not found";
 
@@ -101,6 +109,9 @@ pub struct RunSpec {
     pub overlay_dir: Option<PathBuf>,
     pub allow_chroot_fallback: bool,
     pub allow_degraded_security: bool,
+    pub network: Network,
+    pub allow_host_network: bool,
+    pub dns: Vec<std::net::IpAddr>,
     /// `-e` entries in order: (name, value); `None` copies the caller's.
     pub env: Vec<(String, Option<String>)>,
     pub env_files: Vec<PathBuf>,
@@ -146,6 +157,13 @@ pub struct AgentSpec {
     pub secrets: Vec<(PathBuf, String)>,
 }
 
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    None,
+    Host,
+}
+
 impl RunSpec {
     fn new() -> Self {
         RunSpec {
@@ -159,6 +177,9 @@ impl RunSpec {
             overlay_dir: None,
             allow_chroot_fallback: false,
             allow_degraded_security: false,
+            network: Network::None,
+            allow_host_network: false,
+            dns: Vec::new(),
             env: Vec::new(),
             env_files: Vec::new(),
             workdir: None,
@@ -261,6 +282,22 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("overlay") => spec.overlay = true,
             Long("overlay-dir") => spec.overlay_dir = Some(parser.value()?.into()),
             Long("allow-chroot-fallback") => spec.allow_chroot_fallback = true,
+            Long("network") => {
+                let v = string(parser.value()?, "--network")?;
+                spec.network = match v.as_str() {
+                    "none" => Network::None,
+                    "host" => Network::Host,
+                    _ => bail!("--network {v}: unknown mode; use none or host"),
+                };
+            }
+            Long("allow-host-network") => spec.allow_host_network = true,
+            Long("dns") => {
+                let v = string(parser.value()?, "--dns")?;
+                let ip = v.parse().map_err(|_| {
+                    anyhow!("--dns {v}: expected an IPv4 or IPv6 address, like 192.0.2.53")
+                })?;
+                spec.dns.push(ip);
+            }
             Long("allow-degraded-security") => spec.allow_degraded_security = true,
             Short('e') | Long("env") => {
                 let v = string(parser.value()?, "--env")?;

@@ -14,7 +14,7 @@ use protocol::{
     RootSource, SandboxName, Security, Timeout, MAX_COPY_BYTES,
 };
 
-use crate::cli::{RunSpec, UserNs};
+use crate::cli::{Network, RunSpec, UserNs};
 use crate::{agent, limits, modes, seccomp};
 use protocol::subids;
 
@@ -67,6 +67,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         (None, None) => default_hostname()?,
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
+    let network = network(spec, &mut mounts)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
     let agent = agent::compile(&spec.agent)?;
@@ -116,7 +117,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
         },
-        network: NetworkMode::None,
+        network,
         context: agent.context,
         workspace: agent.workspace,
         secrets: agent.secrets,
@@ -228,6 +229,45 @@ fn unsuitable_upper(magic: i64) -> Option<&'static str> {
         0x6265_6572 => Some("sysfs"),
         _ => None,
     }
+}
+
+/// glibc reads at most this many `nameserver` lines (MAXNS).
+const MAX_DNS: usize = 3;
+
+/// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
+/// of the host's copy).
+fn network(spec: &RunSpec, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
+    let mode = match spec.network {
+        Network::None => NetworkMode::None,
+        Network::Host if spec.allow_host_network => NetworkMode::Host,
+        Network::Host => bail!(
+            "--network host shares the host's network namespace with the sandbox; add --allow-host-network to confirm"
+        ),
+    };
+    if spec.dns.is_empty() {
+        return Ok(mode);
+    }
+    if spec.dns.len() > MAX_DNS {
+        bail!(
+            "--dns: at most {MAX_DNS} resolvers (glibc reads no more); {} given",
+            spec.dns.len()
+        );
+    }
+    if spec.rootfs.is_some() {
+        bail!("--dns writes /etc/resolv.conf into the default root; with --rootfs, put it in your root instead");
+    }
+    let target = abs("/etc/resolv.conf")?;
+    mounts.retain(|m| *m.target() != target);
+    let text: String = spec
+        .dns
+        .iter()
+        .map(|ip| format!("nameserver {ip}\n"))
+        .collect();
+    mounts.push(Mount::File {
+        target,
+        text: Arg::try_from(text).map_err(|e| anyhow!("--dns: {e}"))?,
+    });
+    Ok(mode)
 }
 
 fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {

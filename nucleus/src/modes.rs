@@ -2,7 +2,7 @@
 //! place: a pure function from the requested plan to the list of its
 //! violations.
 
-use protocol::{Plan, ServiceMode};
+use protocol::{NetworkMode, Plan, ServiceMode};
 
 /// Everything `plan` asks for that its mode forbids; empty when it may run.
 pub fn violations(plan: &Plan) -> Vec<String> {
@@ -15,6 +15,9 @@ pub fn violations(plan: &Plan) -> Vec<String> {
     }
     if plan.security.allow_chroot_fallback {
         found.push("--allow-chroot-fallback is only for agent mode".to_owned());
+    }
+    if plan.network == NetworkMode::Host {
+        found.push("--network host is only for agent mode".to_owned());
     }
     found
 }
@@ -45,7 +48,8 @@ mod tests {
         assert!(violations(&plan).is_empty());
         plan.security.allow_degraded = true;
         plan.security.allow_chroot_fallback = true;
-        assert_eq!(violations(&plan).len(), 2);
+        plan.network = NetworkMode::Host;
+        assert_eq!(violations(&plan).len(), 3);
         assert!(unenforced_limits_are_fatal(ServiceMode::StrictAgent));
     }
 }

@@ -194,6 +194,12 @@ pub enum Mount {
         lower: AbsPath,
         target: AbsPath,
     },
+    /// A small file the plan spells out, written into the root (mode 0644):
+    /// `/etc/resolv.conf` from `--dns`.
+    File {
+        target: AbsPath,
+        text: Arg,
+    },
 }
 
 /// Largest file a `Mount::CopyFile` copies.
@@ -205,7 +211,8 @@ impl Mount {
             Mount::Bind { target, .. }
             | Mount::Tmpfs { target, .. }
             | Mount::CopyFile { target, .. }
-            | Mount::Overlay { target, .. } => target,
+            | Mount::Overlay { target, .. }
+            | Mount::File { target, .. } => target,
             Mount::Symlink { target, .. } => target,
         }
     }
@@ -423,6 +430,9 @@ pub enum ServiceMode {
 pub enum NetworkMode {
     /// A new network namespace with only the loopback interface, up.
     None,
+    /// The host's network namespace, shared (`--allow-host-network` only;
+    /// refused in strict-agent mode).
+    Host,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -562,7 +572,7 @@ impl Plan {
                 Mount::Bind { source, .. } => paths.push((source, HostKind::Any)),
                 Mount::CopyFile { source, .. } => paths.push((source, HostKind::File)),
                 Mount::Overlay { lower, .. } => paths.push((lower, HostKind::Directory)),
-                Mount::Tmpfs { .. } | Mount::Symlink { .. } => {}
+                Mount::Tmpfs { .. } | Mount::Symlink { .. } | Mount::File { .. } => {}
             }
         }
         if let Some(ctx) = &self.context {

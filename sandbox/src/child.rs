@@ -94,7 +94,8 @@ fn setup_and_exec(
     // Needs only the capabilities the new user namespace already grants,
     // not the id maps: start it while the parent writes them.
     let network = match plan.network {
-        NetworkMode::None => net::create_in_background()?,
+        NetworkMode::None => Some(net::create_in_background()?),
+        NetworkMode::Host => None,
     };
     let mut byte = [0u8; 1];
     let n = std::fs::File::from(go)
@@ -123,7 +124,9 @@ fn setup_and_exec(
             .unwrap_or(steps.len()),
     );
     root.apply(before_sysfs)?;
-    network.join()?;
+    if let Some(network) = network {
+        network.join()?;
+    }
     root.apply(rest)?;
     if let (Some(dir), Some(control)) = (root.take_exported(), &control) {
         sys::send_fd(control.as_fd(), dir.as_fd())

@@ -63,6 +63,11 @@ pub enum Step {
         source: AbsPath,
         target: AbsPath,
     },
+    /// A small file with the plan's text, created in the root.
+    File {
+        target: AbsPath,
+        text: String,
+    },
     /// An overlay with the host directory `lower` below, writes to storage.
     Overlay {
         lower: AbsPath,
@@ -153,11 +158,19 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             lower: lower.clone(),
             target: target.clone(),
         },
+        Mount::File { target, text } => Step::File {
+            target: target.clone(),
+            text: text.as_str().to_owned(),
+        },
     }));
     steps.extend(agent_steps(plan));
     steps.push(Step::Proc);
     steps.extend(dev_steps());
-    steps.push(Step::Sysfs);
+    // sysfs can be mounted only by the owner of the network namespace: in
+    // the host's, the sandbox has no /sys.
+    if plan.network != protocol::NetworkMode::Host {
+        steps.push(Step::Sysfs);
+    }
     steps.extend(MASKED.iter().map(|p| Step::Mask(path(p))));
     steps.extend(READ_ONLY.iter().map(|p| Step::ReadOnly(path(p))));
     steps.push(Step::SealMount(path("/dev")));

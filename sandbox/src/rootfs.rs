@@ -245,6 +245,9 @@ fn apply_kernel_step(step: &Step, root: &OwnedFd) -> Result<(), Error> {
         }
         Step::Symlink { target, link_to } => symlink(root, target, link_to)
             .step(|| format!("creating symlink {target} -> {link_to}")),
+        Step::File { target, text } => {
+            write_file(root, target, text).step(|| format!("writing {target}"))
+        }
         Step::Proc => fs_mount(
             root,
             &abs("/proc")?,
@@ -359,6 +362,18 @@ fn copy_file(root: &OwnedFd, source: BorrowedFd<'_>, target: &AbsPath) -> io::Re
     let to = sys::open_at(parent.as_fd(), &name, flags, 0o600)?;
     sys::copy_file_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
     sys::fchmod(to.as_fd(), st.st_mode & 0o7777)
+}
+
+fn write_file(root: &OwnedFd, target: &AbsPath, text: &str) -> io::Result<()> {
+    let parent_path = target
+        .parent()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent = ensure(root, &parent_path, false)?;
+    let name = sys::c_string(target.components().last().unwrap_or("."))?;
+    // As copy_file: O_TRUNC for a kept overlay root, O_NOFOLLOW from open_at.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let to = sys::open_at(parent.as_fd(), &name, flags, 0o644)?;
+    io::Write::write_all(&mut std::fs::File::from(to), text.as_bytes())
 }
 
 fn symlink(root: &OwnedFd, target: &AbsPath, link_to: &str) -> io::Result<()> {

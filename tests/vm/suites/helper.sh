@@ -81,6 +81,8 @@ t_eq "other: refused (exit 125)" 125 "$rc"
 t_match "other is told which polkit action to grant" "polkit does not allow org.nucleus.run" "$out"
 t_eq "third (group nucleus, shipped example rule): allowed" "ok" \
   "$(as_user third nucleus run --memory 64M -- echo ok 2>&1)"
+out=$(as_user tester nucleus run --memory 64M --network host --allow-host-network -- true 2>&1)
+t_match "the host's network needs its own action (admin by default)" "polkit does not allow org.nucleus.network.host" "$out"
 out=$(as_user tester nucleus run --name vmtest-denied-by-detail --memory 64M -- true 2>&1)
 t_match "a rule on the sandbox name (polkit detail) denies tester" "polkit does not allow" "$out"
 

@@ -1,0 +1,84 @@
+//! `--network` and `--dns`: the default namespace is tested in defaults.rs;
+//! here the host's network (only when confirmed, never in strict-agent)
+//! and the resolvers written into the root.
+
+use super::harness::{attempt, host_namespace, report, Identity, Nucleus};
+
+as_root_and_user!(
+    host_network_shares_the_hosts_namespace,
+    dns_writes_the_sandboxs_resolv_conf,
+);
+
+fn host_network_shares_the_hosts_namespace(id: &Identity) {
+    let r = report(id, &["--network", "host", "--allow-host-network"]);
+    assert_eq!(r["namespaces"]["net"], host_namespace("net"));
+    // The others stay new.
+    for ns in ["user", "mnt", "pid", "uts", "ipc"] {
+        assert_ne!(r["namespaces"][ns], host_namespace(ns), "{ns}");
+    }
+}
+
+fn dns_writes_the_sandboxs_resolv_conf(id: &Identity) {
+    let flags = ["--dns", "192.0.2.53", "--dns", "2001:db8::53"];
+    let read = attempt(id, &flags, &["read", "/etc/resolv.conf"]);
+    assert!(read.ok, "{}", read.detail);
+    assert_eq!(
+        read.detail,
+        "nameserver 192.0.2.53\nnameserver 2001:db8::53\n"
+    );
+    let write = attempt(id, &flags, &["write", "/etc/resolv.conf"]);
+    assert!(!write.ok, "the root stays read-only");
+}
+
+fn refused(flags: &[&str], flag: &str) -> String {
+    Nucleus::bare(&Identity::invoker())
+        .args(flags)
+        .run(&["true"])
+        .assert_refused(flag)
+        .to_owned()
+}
+
+#[test]
+fn host_network_must_be_confirmed() {
+    let line = refused(&["--network", "host"], "--allow-host-network");
+    assert!(line.contains("--network host"), "{line}");
+}
+
+#[test]
+fn host_network_is_refused_in_strict_agent_mode() {
+    refused(
+        &[
+            "--service-mode",
+            "strict-agent",
+            "--network",
+            "host",
+            "--allow-host-network",
+        ],
+        "--network host is only for agent mode",
+    );
+}
+
+#[test]
+fn unknown_network_modes_are_refused() {
+    refused(&["--network", "bogus"], "--network bogus");
+}
+
+#[test]
+fn bad_resolvers_are_refused() {
+    refused(&["--dns", "not-an-ip"], "--dns not-an-ip");
+    refused(&["--dns", "300.1.1.1"], "--dns 300.1.1.1");
+    refused(
+        &[
+            "--dns",
+            "192.0.2.1",
+            "--dns",
+            "192.0.2.2",
+            "--dns",
+            "192.0.2.3",
+            "--dns",
+            "192.0.2.4",
+        ],
+        "--dns: at most 3",
+    );
+    refused(&["--rootfs", "/", "--dns", "192.0.2.1"], "--dns");
+}
