@@ -297,6 +297,7 @@ fn ask_polkit(
             match plan.network {
                 NetworkMode::None => "none",
                 NetworkMode::Host => "host",
+                NetworkMode::Bridge(_) => "bridge",
             },
         ),
     ]
@@ -334,6 +335,12 @@ fn prepare(
     fds: Descriptors,
 ) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
+    if matches!(plan.network, NetworkMode::Bridge(_)) {
+        return Err(refuse(
+            ErrorCode::Unsupported,
+            "--network bridge through the helper is not supported yet; root runs it in-process",
+        ));
+    }
     let (limits, actions) = limits_and_actions(plan, peer)?;
     let pending = ask_polkit(plan, peer, digest, &actions)?;
     let sync_back = sync_back(plan, peer, &fds.host_fds)?;

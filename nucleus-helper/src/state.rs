@@ -45,14 +45,9 @@ impl ProcId {
     }
 }
 
-/// Field 22 of /proc/PID/stat; the name (field 2) may hold spaces and
-/// parentheses, so fields are counted after its last ')'.
 fn start_time(pid: libc::pid_t) -> io::Result<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+    sandbox::live_start_time(pid)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("process {pid} is gone")))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

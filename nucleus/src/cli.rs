@@ -70,8 +70,11 @@ agent inputs:
 network:
   --network MODE             none (default): a namespace with loopback only;
                              host: the host's network (needs
-                             --allow-host-network; not in strict-agent)
+                             --allow-host-network; not in strict-agent);
+                             bridge: eth0 on a Linux bridge with NAT (root)
   --allow-host-network       confirm --network host
+  --bridge NAME              the bridge for --network bridge (nucleus0)
+  --subnet CIDR              its IPv4 subnet (10.88.0.0/16)
   --dns IP                   a resolver for /etc/resolv.conf (repeatable, at
                              most 3; default: the host's file)
 
@@ -111,6 +114,8 @@ pub struct RunSpec {
     pub allow_degraded_security: bool,
     pub network: Network,
     pub allow_host_network: bool,
+    pub bridge: Option<String>,
+    pub subnet: Option<String>,
     pub dns: Vec<std::net::IpAddr>,
     /// `-e` entries in order: (name, value); `None` copies the caller's.
     pub env: Vec<(String, Option<String>)>,
@@ -162,6 +167,7 @@ pub struct AgentSpec {
 pub enum Network {
     None,
     Host,
+    Bridge,
 }
 
 impl RunSpec {
@@ -179,6 +185,8 @@ impl RunSpec {
             allow_degraded_security: false,
             network: Network::None,
             allow_host_network: false,
+            bridge: None,
+            subnet: None,
             dns: Vec::new(),
             env: Vec::new(),
             env_files: Vec::new(),
@@ -287,10 +295,13 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                 spec.network = match v.as_str() {
                     "none" => Network::None,
                     "host" => Network::Host,
-                    _ => bail!("--network {v}: unknown mode; use none or host"),
+                    "bridge" => Network::Bridge,
+                    _ => bail!("--network {v}: unknown mode; use none, host or bridge"),
                 };
             }
             Long("allow-host-network") => spec.allow_host_network = true,
+            Long("bridge") => spec.bridge = Some(string(parser.value()?, "--bridge")?),
+            Long("subnet") => spec.subnet = Some(string(parser.value()?, "--subnet")?),
             Long("dns") => {
                 let v = string(parser.value()?, "--dns")?;
                 let ip = v.parse().map_err(|_| {

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
-    AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
-    LandlockRule, Limits, Mount, Namespaces, NetworkMode, OverlayUpper, Plan, Process, RootFs,
-    RootSource, SandboxName, Security, Timeout, MAX_COPY_BYTES,
+    AbsPath, Arg, Argv, Bridge, BridgeName, Enforcement, EnvName, FsAccess, Hostname, IdMap,
+    IdMapping, Ipv4Subnet, LandlockPolicy, LandlockRule, Limits, Mount, Namespaces, NetworkMode,
+    OverlayUpper, Plan, Process, RootFs, RootSource, SandboxName, Security, Timeout,
+    MAX_COPY_BYTES,
 };
 
 use crate::cli::{Network, RunSpec, UserNs};
@@ -67,7 +68,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         (None, None) => default_hostname()?,
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
-    let network = network(spec, &mut mounts)?;
+    let network = network(spec, caller, &mut mounts)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
     let agent = agent::compile(&spec.agent)?;
@@ -231,14 +232,44 @@ fn unsuitable_upper(magic: i64) -> Option<&'static str> {
     }
 }
 
+/// `--bridge` and `--subnet`, checked for form (whether the bridge is
+/// ours is checked where it is made).
+fn bridge(spec: &RunSpec) -> Result<Bridge> {
+    let name = spec.bridge.as_deref().unwrap_or("nucleus0");
+    let name =
+        BridgeName::try_from(name.to_owned()).map_err(|e| anyhow!("--bridge {name}: {e}"))?;
+    let text = spec.subnet.as_deref().unwrap_or("10.88.0.0/16");
+    let bad = |why: String| anyhow!("--subnet {text}: {why}");
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| bad("expected an IPv4 network in CIDR form, like 10.88.0.0/16".into()))?;
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| bad(format!("{addr} is not an IPv4 address")))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| bad(format!("/{prefix} is not a prefix length")))?;
+    let subnet = Ipv4Subnet::try_from((addr, prefix)).map_err(|e| bad(e.to_string()))?;
+    Ok(Bridge { name, subnet })
+}
+
 /// glibc reads at most this many `nameserver` lines (MAXNS).
 const MAX_DNS: usize = 3;
 
 /// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
 /// of the host's copy).
-fn network(spec: &RunSpec, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
+fn network(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
+    if spec.network == Network::Bridge && caller.uid != 0 {
+        bail!(
+            "--network bridge: the kernel bridge backend needs root (not yet through the helper)"
+        );
+    }
+    if spec.network != Network::Bridge && (spec.bridge.is_some() || spec.subnet.is_some()) {
+        bail!("--bridge and --subnet are for --network bridge");
+    }
     let mode = match spec.network {
         Network::None => NetworkMode::None,
+        Network::Bridge => NetworkMode::Bridge(bridge(spec)?),
         Network::Host if spec.allow_host_network => NetworkMode::Host,
         Network::Host => bail!(
             "--network host shares the host's network namespace with the sandbox; add --allow-host-network to confirm"

@@ -66,6 +66,10 @@ pub enum PlanError {
     ZeroTimeout,
     #[error("io weight {0} is outside 1-10000")]
     IoWeight(u16),
+    #[error("bridge name {0:?} must be 1-15 characters of [a-z0-9_-], starting with a letter")]
+    BridgeName(String),
+    #[error("subnet {0} must be an IPv4 network address with a prefix from /8 to /30, like 10.88.0.0/16")]
+    Subnet(String),
 }
 
 /// Namespaces beyond the ones every sandbox gets. User, mount, pid, uts,
@@ -426,13 +430,116 @@ pub enum ServiceMode {
     StrictAgent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new network namespace with only the loopback interface, up.
     None,
     /// The host's network namespace, shared (`--allow-host-network` only;
     /// refused in strict-agent mode).
     Host,
+    /// A new network namespace with loopback and `eth0`, a veth whose peer
+    /// is on a Linux bridge in the executor's namespace, with an address
+    /// from the subnet and outbound NAT (kernel backend; root only).
+    Bridge(Bridge),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    pub name: BridgeName,
+    pub subnet: Ipv4Subnet,
+}
+
+/// A bridge interface's name: what `ip link` shows, at most 15 bytes
+/// (IFNAMSIZ - 1) of [a-z0-9_-], starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BridgeName(String);
+
+impl TryFrom<String> for BridgeName {
+    type Error = PlanError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let ok = (1..=15).contains(&s.len())
+            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(BridgeName(s))
+        } else {
+            Err(PlanError::BridgeName(s))
+        }
+    }
+}
+
+impl From<BridgeName> for String {
+    fn from(n: BridgeName) -> String {
+        n.0
+    }
+}
+
+impl BridgeName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An IPv4 subnet for a bridge: /8 to /30, the address its network
+/// address. The bridge takes the first host address; sandboxes the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    try_from = "(std::net::Ipv4Addr, u8)",
+    into = "(std::net::Ipv4Addr, u8)"
+)]
+pub struct Ipv4Subnet {
+    network: std::net::Ipv4Addr,
+    prefix: u8,
+}
+
+impl TryFrom<(std::net::Ipv4Addr, u8)> for Ipv4Subnet {
+    type Error = PlanError;
+
+    fn try_from((network, prefix): (std::net::Ipv4Addr, u8)) -> Result<Self, Self::Error> {
+        let bad = || PlanError::Subnet(format!("{network}/{prefix}"));
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        if u32::from(network) & !mask != 0 {
+            return Err(bad());
+        }
+        Ok(Ipv4Subnet { network, prefix })
+    }
+}
+
+impl From<Ipv4Subnet> for (std::net::Ipv4Addr, u8) {
+    fn from(s: Ipv4Subnet) -> Self {
+        (s.network, s.prefix)
+    }
+}
+
+impl Ipv4Subnet {
+    pub fn prefix(self) -> u8 {
+        self.prefix
+    }
+
+    /// The `n`th address of the subnet (1: the gateway), if it is a host
+    /// address (neither the network nor the broadcast address).
+    pub fn host(self, n: u32) -> Option<std::net::Ipv4Addr> {
+        let size = 1u32 << (32 - self.prefix);
+        (n >= 1 && n < size - 1).then(|| std::net::Ipv4Addr::from(u32::from(self.network) + n))
+    }
+
+    /// How many host addresses the subnet has.
+    pub fn hosts(self) -> u32 {
+        (1u32 << (32 - self.prefix)) - 2
+    }
+}
+
+impl std::fmt::Display for Ipv4Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,7 +94,7 @@ fn setup_and_exec(
     // Needs only the capabilities the new user namespace already grants,
     // not the id maps: start it while the parent writes them.
     let network = match plan.network {
-        NetworkMode::None => Some(net::create_in_background()?),
+        NetworkMode::None | NetworkMode::Bridge(_) => Some(net::create_in_background()?),
         NetworkMode::Host => None,
     };
     let mut byte = [0u8; 1];
@@ -126,6 +126,13 @@ fn setup_and_exec(
     root.apply(before_sysfs)?;
     if let Some(network) = network {
         network.join()?;
+    }
+    if let (NetworkMode::Bridge(_), Some(control)) = (&plan.network, &control) {
+        // In the namespace now: the executor attaches it to the bridge.
+        sys::send_byte(control.as_fd()).step(|| "asking for the bridge".into())?;
+        if !sys::recv_byte(control.as_fd()).step(|| "waiting for the bridge".into())? {
+            sys::exit_now(125);
+        }
     }
     root.apply(rest)?;
     if let (Some(dir), Some(control)) = (root.take_exported(), &control) {

@@ -11,6 +11,7 @@
 //! owner has. All `unsafe` lives in [`sys`]. This crate never installs a
 //! logger; it emits `tracing` events.
 
+mod bridge;
 mod caps;
 mod child;
 mod error;
@@ -39,6 +40,20 @@ pub use sys::clone_tree as detach_tree;
 /// The calling process's real uid and gid.
 pub fn caller_ids() -> (u32, u32) {
     (sys::getuid(), sys::getgid())
+}
+
+/// The start time of a live (not zombie) process: field 22 of
+/// /proc/PID/stat, clock ticks after boot. With the pid it names one
+/// process; a recycled pid has another. The process name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last ')'.
+pub fn live_start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The `f_type` magic number of the filesystem holding `path`.

@@ -7,12 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use protocol::{ExitStatus, Plan, Workspace, WorkspaceMode};
+use protocol::{ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
 
 use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
-use crate::{child, idmap, sys, tree};
+use crate::{bridge, child, idmap, sys, tree};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,8 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
     // the master of the terminal it opens in its own devpts.
-    let (control, control_child) = if plan.process.tty || copies_workspace(plan) {
+    let bridged = matches!(plan.network, NetworkMode::Bridge(_));
+    let (control, control_child) = if plan.process.tty || copies_workspace(plan) || bridged {
         let (ours, theirs) = sys::seqpacket_pair().step(|| "creating the control socket".into())?;
         (Some(ours), Some(theirs))
     } else {
@@ -134,6 +135,7 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((go_read, report_write, control_child, inputs));
+    let mut attached = None;
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
@@ -142,6 +144,24 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         go.write_all(b"1")
             .step(|| "signalling the sandbox".into())?;
         drop(go);
+        if let (NetworkMode::Bridge(bridge), Some(sock)) = (&plan.network, &control) {
+            // The sandbox says when it is in its namespace; a closed
+            // socket means its setup failed, which the report says.
+            if !sys::recv_byte(sock.as_fd()).step(|| "waiting for the sandbox's network".into())? {
+                read_report(report_read)?;
+                return Err(Error::Child(
+                    "the sandbox ended before its network was set up".into(),
+                ));
+            }
+            if sys::geteuid() != 0 {
+                return Err(Error::Setup {
+                    step: "--network bridge".into(),
+                    source: io::Error::other("the kernel bridge backend needs root"),
+                });
+            }
+            attached = Some(bridge::attach(bridge, pid)?);
+            sys::send_byte(sock.as_fd()).step(|| "handing the network over".into())?;
+        }
         let receive = |wanted: bool, what: &str| match (&control, wanted) {
             (Some(sock), true) => {
                 sys::recv_fd(sock.as_fd()).step(|| format!("receiving {what} from the sandbox"))
@@ -164,6 +184,7 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
             // so nothing is left behind.
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = sys::wait_pidfd(pidfd.as_fd());
+            detach(attached);
             return Err(e);
         }
     };
@@ -173,7 +194,9 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         Some(master) => Some(Relay::start(master, relay_io)?),
         None => None,
     };
-    let outcome = supervise(plan, pidfd, signals, relay, hooks)?;
+    let outcome = supervise(plan, pidfd, signals, relay, hooks);
+    detach(attached);
+    let outcome = outcome?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
         sync_workspace(copy, ws, outcome.timed_out, sync_back)?;
     }
@@ -236,6 +259,14 @@ fn mirror_as(
     worker
         .join()
         .map_err(|_| io::Error::other("the sync thread panicked"))?
+}
+
+/// Takes the sandbox off the bridge; failures are reported, not fatal:
+/// the sandbox has ended either way.
+fn detach(attached: Option<bridge::Attached>) {
+    for failure in attached.map(bridge::Attached::detach).unwrap_or_default() {
+        eprintln!("nucleus: warning: cleaning up the bridge network: {failure}");
+    }
 }
 
 /// EOF without a message means execve succeeded.

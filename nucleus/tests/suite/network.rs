@@ -1,12 +1,14 @@
 //! `--network` and `--dns`: the default namespace is tested in defaults.rs;
-//! here the host's network (only when confirmed, never in strict-agent)
-//! and the resolvers written into the root.
+//! here the host's network (only when confirmed, never in strict-agent),
+//! the resolvers written into the root, and the bridge options' form (the
+//! bridge itself: tests/bridge.rs, in network namespaces of its own).
 
 use super::harness::{attempt, host_namespace, report, Identity, Nucleus};
 
 as_root_and_user!(
     host_network_shares_the_hosts_namespace,
     dns_writes_the_sandboxs_resolv_conf,
+    bridge_needs_root,
 );
 
 fn host_network_shares_the_hosts_namespace(id: &Identity) {
@@ -81,4 +83,36 @@ fn bad_resolvers_are_refused() {
         "--dns: at most 3",
     );
     refused(&["--rootfs", "/", "--dns", "192.0.2.1"], "--dns");
+}
+
+#[test]
+fn bad_bridge_options_are_refused() {
+    for (flag, value, named) in [
+        ("--subnet", "10.88.0.1/16", "--subnet 10.88.0.1/16"),
+        ("--subnet", "10.88.0.0/31", "--subnet 10.88.0.0/31"),
+        ("--subnet", "10.88.0.0", "--subnet 10.88.0.0"),
+        ("--subnet", "fd00::/64", "--subnet fd00::/64"),
+        ("--bridge", "Bad!", "--bridge Bad!"),
+        (
+            "--bridge",
+            "much-too-long-name",
+            "--bridge much-too-long-name",
+        ),
+    ] {
+        refused(&["--network", "bridge", flag, value], named);
+    }
+    refused(
+        &["--bridge", "nucleus0"],
+        "--bridge and --subnet are for --network bridge",
+    );
+}
+
+fn bridge_needs_root(id: &Identity) {
+    if id.uid == 0 {
+        return;
+    }
+    Nucleus::bare(id)
+        .args(["--network", "bridge"])
+        .run(&["true"])
+        .assert_refused("needs root");
 }

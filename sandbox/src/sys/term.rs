@@ -192,3 +192,21 @@ pub fn stdio(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: 0, 1 and 2 stay open for the life of the process by convention.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
+
+/// One byte on a socket: a step in a handshake between the executor and
+/// the sandbox.
+pub fn send_byte(sock: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a one-byte buffer that outlives the call.
+    check(unsafe { libc::send(sock.as_raw_fd(), [1u8].as_ptr().cast(), 1, 0) } as libc::c_long)
+        .map(drop)
+}
+
+/// Waits for `send_byte`; false if the peer closed the socket instead.
+pub fn recv_byte(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut byte = [0u8; 1];
+    // SAFETY: a one-byte writable buffer that outlives the call.
+    let n = check(
+        unsafe { libc::recv(sock.as_raw_fd(), byte.as_mut_ptr().cast(), 1, 0) } as libc::c_long,
+    )?;
+    Ok(n == 1)
+}
