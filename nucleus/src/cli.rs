@@ -75,6 +75,12 @@ network:
   --allow-host-network       confirm --network host
   --bridge NAME              the bridge for --network bridge (nucleus0)
   --subnet CIDR              its IPv4 subnet (10.88.0.0/16)
+  --egress-allow CIDR        with --network bridge: deny all outbound
+                             traffic but to CIDR (repeatable), DNS to the
+                             --dns resolvers, loopback and replies; denied
+                             packets are logged (nucleus-egress-denied:)
+  --egress-tcp-port N        allowed networks only on these TCP ports
+  --egress-udp-port N        and these UDP ports (repeatable)
   --dns IP                   a resolver for /etc/resolv.conf (repeatable, at
                              most 3; default: the host's file)
 
@@ -116,6 +122,9 @@ pub struct RunSpec {
     pub allow_host_network: bool,
     pub bridge: Option<String>,
     pub subnet: Option<String>,
+    pub egress_allow: Vec<String>,
+    pub egress_tcp_ports: Vec<String>,
+    pub egress_udp_ports: Vec<String>,
     pub dns: Vec<std::net::IpAddr>,
     /// `-e` entries in order: (name, value); `None` copies the caller's.
     pub env: Vec<(String, Option<String>)>,
@@ -187,6 +196,9 @@ impl RunSpec {
             allow_host_network: false,
             bridge: None,
             subnet: None,
+            egress_allow: Vec::new(),
+            egress_tcp_ports: Vec::new(),
+            egress_udp_ports: Vec::new(),
             dns: Vec::new(),
             env: Vec::new(),
             env_files: Vec::new(),
@@ -302,6 +314,15 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("allow-host-network") => spec.allow_host_network = true,
             Long("bridge") => spec.bridge = Some(string(parser.value()?, "--bridge")?),
             Long("subnet") => spec.subnet = Some(string(parser.value()?, "--subnet")?),
+            Long("egress-allow") => spec
+                .egress_allow
+                .push(string(parser.value()?, "--egress-allow")?),
+            Long("egress-tcp-port") => spec
+                .egress_tcp_ports
+                .push(string(parser.value()?, "--egress-tcp-port")?),
+            Long("egress-udp-port") => spec
+                .egress_udp_ports
+                .push(string(parser.value()?, "--egress-udp-port")?),
             Long("dns") => {
                 let v = string(parser.value()?, "--dns")?;
                 let ip = v.parse().map_err(|_| {

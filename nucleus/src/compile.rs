@@ -9,10 +9,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
-    AbsPath, Arg, Argv, Bridge, BridgeName, Enforcement, EnvName, FsAccess, Hostname, IdMap,
-    IdMapping, Ipv4Subnet, LandlockPolicy, LandlockRule, Limits, Mount, Namespaces, NetworkMode,
-    OverlayUpper, Plan, Process, RootFs, RootSource, SandboxName, Security, Timeout,
-    MAX_COPY_BYTES,
+    AbsPath, Arg, Argv, Bridge, BridgeName, Cidr, EgressPolicy, Enforcement, EnvName, FsAccess,
+    Hostname, IdMap, IdMapping, Ipv4Subnet, LandlockPolicy, LandlockRule, Limits, Mount,
+    Namespaces, NetworkMode, OverlayUpper, Plan, Process, RootFs, RootSource, SandboxName,
+    Security, Timeout, MAX_COPY_BYTES, MAX_EGRESS_NETS, MAX_EGRESS_PORTS,
 };
 
 use crate::cli::{Network, RunSpec, UserNs};
@@ -250,7 +250,80 @@ fn bridge(spec: &RunSpec) -> Result<Bridge> {
         .parse()
         .map_err(|_| bad(format!("/{prefix} is not a prefix length")))?;
     let subnet = Ipv4Subnet::try_from((addr, prefix)).map_err(|e| bad(e.to_string()))?;
-    Ok(Bridge { name, subnet })
+    Ok(Bridge {
+        name,
+        subnet,
+        egress: egress(spec)?,
+    })
+}
+
+/// `--egress-*`: a policy once any is given.
+fn egress(spec: &RunSpec) -> Result<Option<EgressPolicy>> {
+    if spec.egress_allow.is_empty()
+        && spec.egress_tcp_ports.is_empty()
+        && spec.egress_udp_ports.is_empty()
+    {
+        return Ok(None);
+    }
+    let allow = spec
+        .egress_allow
+        .iter()
+        .map(|v| cidr(v).map_err(|why| anyhow!("--egress-allow {v}: {why}")))
+        .collect::<Result<Vec<_>>>()?;
+    let ports = |flag: &str, list: &[String]| {
+        list.iter()
+            .map(|v| {
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| anyhow!("{flag} {v}: expected a port number from 1 to 65535"))
+            })
+            .collect::<Result<Vec<u16>>>()
+    };
+    let policy = EgressPolicy {
+        allow,
+        tcp_ports: ports("--egress-tcp-port", &spec.egress_tcp_ports)?,
+        udp_ports: ports("--egress-udp-port", &spec.egress_udp_ports)?,
+        dns: spec.dns.clone(),
+    };
+    for (what, count, max) in [
+        ("--egress-allow", policy.allow.len(), MAX_EGRESS_NETS),
+        (
+            "--egress-tcp-port",
+            policy.tcp_ports.len(),
+            MAX_EGRESS_PORTS,
+        ),
+        (
+            "--egress-udp-port",
+            policy.udp_ports.len(),
+            MAX_EGRESS_PORTS,
+        ),
+    ] {
+        if count > max {
+            bail!("{what}: at most {max} given; {count} were");
+        }
+    }
+    Ok(Some(policy))
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or one address (a /32 or /128).
+fn cidr(v: &str) -> std::result::Result<Cidr, String> {
+    let (addr, prefix) = match v.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (v, None),
+    };
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| {
+        "expected an IPv4 or IPv6 network like 192.0.2.0/24 (domain names are not supported yet)"
+            .to_owned()
+    })?;
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .map_err(|_| format!("/{p} is not a prefix length"))?,
+        None if addr.is_ipv4() => 32,
+        None => 128,
+    };
+    Cidr::try_from((addr, prefix)).map_err(|e| e.to_string())
 }
 
 /// glibc reads at most this many `nameserver` lines (MAXNS).
@@ -266,6 +339,12 @@ fn network(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<Ne
     }
     if spec.network != Network::Bridge && (spec.bridge.is_some() || spec.subnet.is_some()) {
         bail!("--bridge and --subnet are for --network bridge");
+    }
+    let egress_asked = !spec.egress_allow.is_empty()
+        || !spec.egress_tcp_ports.is_empty()
+        || !spec.egress_udp_ports.is_empty();
+    if spec.network != Network::Bridge && egress_asked {
+        bail!("--egress-allow and --egress-*-port need --network bridge (with none nothing leaves; with host the rules would be the host's)");
     }
     let mode = match spec.network {
         Network::None => NetworkMode::None,

@@ -204,34 +204,8 @@ fn the_sandbox_reaches_the_bridge_network() {
     let Some(net) = TestNet::new() else { return };
     stdout(&net.run(&[], &["true"]));
     // A server on the bridge's address, inside the test namespace only.
-    let mut server = Command::new("nsenter")
-        .arg(&net.netns)
-        .args(["--", "python3", "-c"])
-        .arg(
-            "import socket\n\
-             s=socket.socket(); s.bind(('10.88.0.1', 18081)); s.listen(1)\n\
-             print('listening', flush=True); s.settimeout(30); c,_=s.accept(); c.close()",
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "listening");
-    let out = stdout(&net.run(
-        &[],
-        &[
-            "/probe/nucleus-probe",
-            "try",
-            "connect-tcp",
-            "10.88.0.1",
-            "18081",
-        ],
-    ));
-    assert!(out.contains("\"ok\":true"), "{out}");
-    assert!(server.wait().unwrap().success());
+    let _server = serve(&net, &[18081]);
+    assert_eq!(connect(&net, &[], "18081"), (true, None));
 }
 
 #[test]
@@ -281,4 +255,106 @@ fn an_interface_that_is_not_our_bridge_is_refused_and_nothing_is_left() {
     assert!(err.contains("without the address 10.88.0.1/16"), "{err}");
     assert_eq!(net.links(), ["lo", "theirs"]);
     assert!(net.leases("theirs").is_empty());
+}
+
+/// A process killed and reaped when dropped, even when a test fails (it
+/// would hold the test runner's output open).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server on the bridge's address for `ports`, inside the test
+/// namespace, accepting until it is dropped.
+fn serve(net: &TestNet, ports: &[u16]) -> Killed {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut server = Command::new("nsenter")
+        .arg(&net.netns)
+        .args(["--", "python3", "-c"])
+        .arg(format!(
+            "import socket, select\n\
+             ls = []\n\
+             for p in [{}]:\n\
+             \x20   s = socket.socket(); s.bind(('10.88.0.1', p)); s.listen(8); ls.append(s)\n\
+             print('listening', flush=True)\n\
+             while True:\n\
+             \x20   for s in select.select(ls, [], [], 60)[0]:\n\
+             \x20       s.accept()[0].close()",
+            ports.join(", ")
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let server = Killed(server);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "listening");
+    server
+}
+
+/// The probe's connect attempt from a sandbox with `flags`: (ok, errno).
+fn connect(net: &TestNet, flags: &[&str], port: &str) -> (bool, Option<i64>) {
+    let out = stdout(&net.run(
+        flags,
+        &[
+            "/probe/nucleus-probe",
+            "try",
+            "connect-tcp",
+            "10.88.0.1",
+            port,
+        ],
+    ));
+    let ok = out.contains("\"ok\":true");
+    let errno = out
+        .split("\"errno\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.parse().ok());
+    (ok, errno)
+}
+
+#[test]
+fn egress_lets_out_only_the_listed_networks_and_ports() {
+    let Some(net) = TestNet::new() else { return };
+    stdout(&net.run(&[], &["true"]));
+    let server = serve(&net, &[18081, 18082]);
+    // No policy: both ports.
+    assert_eq!(connect(&net, &[], "18082"), (true, None));
+    let policy = [
+        "--egress-allow",
+        "10.88.0.1/32",
+        "--egress-tcp-port",
+        "18081",
+    ];
+    assert_eq!(connect(&net, &policy, "18081"), (true, None));
+    // Dropped in the sandbox's OUTPUT chain: the SYN never leaves, so the
+    // connect times out (a closed port would be refused at once).
+    let dropped = (false, Some(i64::from(libc::ETIMEDOUT)));
+    assert_eq!(connect(&net, &policy, "18082"), dropped);
+    let wider = ["--egress-allow", "0.0.0.0/0"];
+    assert_eq!(connect(&net, &wider, "18082"), (true, None));
+    let meta = stdout(&net.run(
+        &wider,
+        &[
+            "/probe/nucleus-probe",
+            "try",
+            "connect-tcp",
+            "169.254.169.254",
+            "80",
+        ],
+    ));
+    assert!(
+        meta.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        "metadata stays closed under 0.0.0.0/0: {meta}"
+    );
+    drop(server);
+    assert_eq!(net.links(), ["lo", "nucleus0"]);
+    assert!(net.leases("nucleus0").is_empty());
 }

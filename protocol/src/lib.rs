@@ -25,10 +25,11 @@ pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
 pub use names::{Arg, EnvName, Hostname, NameError, SandboxId, SandboxName};
 pub use path::{AbsPath, PathError};
 pub use plan::{
-    Argv, Bridge, BridgeName, HostKind, IdMap, IdMapping, IoWeight, Ipv4Subnet, Limits,
-    MemoryLimit, MilliCpus, Mount, Namespaces, NetworkMode, PidsLimit, Plan, PlanError, Process,
-    RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS,
-    PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
+    Argv, Bridge, BridgeName, Cidr, EgressPolicy, HostKind, IdMap, IdMapping, IoWeight, Ipv4Subnet,
+    Limits, MemoryLimit, MilliCpus, Mount, Namespaces, NetworkMode, PidsLimit, Plan, PlanError,
+    Process, RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR, MAX_COPY_BYTES,
+    MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS,
+    WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

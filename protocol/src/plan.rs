@@ -70,6 +70,10 @@ pub enum PlanError {
     BridgeName(String),
     #[error("subnet {0} must be an IPv4 network address with a prefix from /8 to /30, like 10.88.0.0/16")]
     Subnet(String),
+    #[error(
+        "{0} is not a network: its address has bits set past the prefix, or the prefix is too long"
+    )]
+    Cidr(String),
 }
 
 /// Namespaces beyond the ones every sandbox gets. User, mount, pid, uts,
@@ -448,6 +452,86 @@ pub enum NetworkMode {
 pub struct Bridge {
     pub name: BridgeName,
     pub subnet: Ipv4Subnet,
+    /// Deny-by-default outbound rules in the sandbox's namespace; None
+    /// lets everything out.
+    pub egress: Option<EgressPolicy>,
+}
+
+/// What may leave the sandbox: loopback, replies, DNS to `dns`, and the
+/// `allow` networks (on `tcp_ports`/`udp_ports` only, when any are given).
+/// Everything else is logged (rate-limited) and dropped; link-local
+/// metadata addresses are dropped unless an `allow` entry lies inside them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressPolicy {
+    pub allow: Vec<Cidr>,
+    pub tcp_ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+    pub dns: Vec<std::net::IpAddr>,
+}
+
+/// Most allowed networks, and most ports per protocol (iptables'
+/// multiport match takes 15).
+pub const MAX_EGRESS_NETS: usize = 256;
+pub const MAX_EGRESS_PORTS: usize = 15;
+
+/// An IPv4 or IPv6 network: the address has no bits set past the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "(std::net::IpAddr, u8)", into = "(std::net::IpAddr, u8)")]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl TryFrom<(std::net::IpAddr, u8)> for Cidr {
+    type Error = PlanError;
+
+    fn try_from((addr, prefix): (std::net::IpAddr, u8)) -> Result<Self, Self::Error> {
+        let (bits, width) = match addr {
+            std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32u8),
+            std::net::IpAddr::V6(a) => (u128::from(a), 128u8),
+        };
+        let host_bits = u32::from(width - prefix.min(width));
+        let host_mask = if host_bits == 0 {
+            0
+        } else {
+            u128::MAX >> (128 - host_bits)
+        };
+        if prefix > width || bits & host_mask != 0 {
+            return Err(PlanError::Cidr(format!("{addr}/{prefix}")));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl From<Cidr> for (std::net::IpAddr, u8) {
+    fn from(c: Cidr) -> Self {
+        (c.addr, c.prefix)
+    }
+}
+
+impl Cidr {
+    pub fn is_ipv6(self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    /// Whether `self` lies inside `outer`.
+    pub fn within(self, outer: Cidr) -> bool {
+        let bits = |c: Cidr| match c.addr {
+            std::net::IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, c.prefix),
+            std::net::IpAddr::V6(a) => (u128::from(a), c.prefix),
+        };
+        let ((inner, inner_len), (outer_bits, outer_len)) = (bits(self), bits(outer));
+        self.is_ipv6() == outer.is_ipv6()
+            && inner_len >= outer_len
+            && (outer_len == 0 || (inner ^ outer_bits) >> (128 - u32::from(outer_len)) == 0)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// A bridge interface's name: what `ip link` shows, at most 15 bytes
@@ -597,6 +681,27 @@ impl Plan {
             return Err(PlanError::OverlayWithoutStorage);
         }
         validate_counts(self)?;
+        if let NetworkMode::Bridge(Bridge {
+            egress: Some(e), ..
+        }) = &self.network
+        {
+            let too_many =
+                |what, count, max| (count > max).then_some(PlanError::TooMany { what, count, max });
+            if let Some(err) = too_many("egress networks", e.allow.len(), MAX_EGRESS_NETS)
+                .or(too_many(
+                    "egress TCP ports",
+                    e.tcp_ports.len(),
+                    MAX_EGRESS_PORTS,
+                ))
+                .or(too_many(
+                    "egress UDP ports",
+                    e.udp_ports.len(),
+                    MAX_EGRESS_PORTS,
+                ))
+            {
+                return Err(err);
+            }
+        }
         let handled = self.security.landlock.handled;
         for rule in &self.security.landlock.rules {
             if rule.access.intersect(handled) != rule.access {

@@ -260,3 +260,24 @@ fn host_paths_come_in_a_fixed_order() {
     );
     assert_eq!(plan.launch_fd_count(), 4 + STDIO_FDS + 1);
 }
+
+#[test]
+fn cidrs_are_networks() {
+    let cidr = |s: &str, p: u8| Cidr::try_from((s.parse::<std::net::IpAddr>().unwrap(), p));
+    assert!(cidr("10.0.0.0", 8).is_ok());
+    assert!(cidr("0.0.0.0", 0).is_ok());
+    assert!(cidr("192.0.2.7", 32).is_ok());
+    assert!(cidr("fd00::", 8).is_ok());
+    assert!(cidr("10.0.0.1", 8).is_err());
+    assert!(cidr("10.0.0.0", 33).is_err());
+    assert!(cidr("fd00::1", 64).is_err());
+    let link_local = cidr("169.254.0.0", 16).unwrap();
+    assert!(cidr("169.254.169.254", 32).unwrap().within(link_local));
+    assert!(!cidr("0.0.0.0", 0).unwrap().within(link_local));
+    assert!(cidr("169.254.0.0", 16)
+        .unwrap()
+        .within(cidr("0.0.0.0", 0).unwrap()));
+    assert!(!cidr("fd00::", 8)
+        .unwrap()
+        .within(cidr("0.0.0.0", 0).unwrap()));
+}

@@ -14,6 +14,7 @@
 mod bridge;
 mod caps;
 mod child;
+mod egress;
 mod error;
 mod exec;
 mod idmap;

@@ -12,7 +12,7 @@ use protocol::{ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
 use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
-use crate::{bridge, child, idmap, sys, tree};
+use crate::{bridge, child, egress, idmap, sys, tree};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +160,9 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
                 });
             }
             attached = Some(bridge::attach(bridge, pid)?);
+            if let Some(policy) = &bridge.egress {
+                egress::apply(policy, pid)?;
+            }
             sys::send_byte(sock.as_fd()).step(|| "handing the network over".into())?;
         }
         let receive = |wanted: bool, what: &str| match (&control, wanted) {

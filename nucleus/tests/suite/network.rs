@@ -105,6 +105,20 @@ fn bad_bridge_options_are_refused() {
         &["--bridge", "nucleus0"],
         "--bridge and --subnet are for --network bridge",
     );
+    refused(&["--egress-allow", "10.0.0.0/8"], "need --network bridge");
+    let bridge = ["--network", "bridge"];
+    for (flag, value) in [
+        ("--egress-allow", "10.0.0.1/8"),
+        ("--egress-allow", "example.com"),
+        ("--egress-allow", "10.0.0.0/40"),
+        ("--egress-tcp-port", "0"),
+        ("--egress-udp-port", "65536"),
+    ] {
+        refused(
+            &[&bridge[..], &[flag, value]].concat(),
+            &format!("{flag} {value}"),
+        );
+    }
 }
 
 fn bridge_needs_root(id: &Identity) {
