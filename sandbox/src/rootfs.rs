@@ -351,28 +351,26 @@ fn copy_file(root: &OwnedFd, source: BorrowedFd<'_>, target: &AbsPath) -> io::Re
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 > MAX_COPY_BYTES {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    let to = create_file(root, target, 0o600)?;
+    sys::copy_file_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
+    sys::fchmod(to.as_fd(), st.st_mode & 0o7777)
+}
+
+/// Opens `target` in the new root for writing, created with `mode` if new.
+fn create_file(root: &OwnedFd, target: &AbsPath, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let parent_path = target
         .parent()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let parent = ensure(root, &parent_path, false)?;
     let name = sys::c_string(target.components().last().unwrap_or("."))?;
     // O_TRUNC, not O_EXCL: a kept overlay root (--overlay-dir) already has
-    // last run's copy. open_at adds O_NOFOLLOW, so a planted link is refused.
+    // last run's file. open_at adds O_NOFOLLOW, so a planted link is refused.
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
-    let to = sys::open_at(parent.as_fd(), &name, flags, 0o600)?;
-    sys::copy_file_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
-    sys::fchmod(to.as_fd(), st.st_mode & 0o7777)
+    sys::open_at(parent.as_fd(), &name, flags, mode)
 }
 
 fn write_file(root: &OwnedFd, target: &AbsPath, text: &str) -> io::Result<()> {
-    let parent_path = target
-        .parent()
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let parent = ensure(root, &parent_path, false)?;
-    let name = sys::c_string(target.components().last().unwrap_or("."))?;
-    // As copy_file: O_TRUNC for a kept overlay root, O_NOFOLLOW from open_at.
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
-    let to = sys::open_at(parent.as_fd(), &name, flags, 0o644)?;
+    let to = create_file(root, target, 0o644)?;
     io::Write::write_all(&mut std::fs::File::from(to), text.as_bytes())
 }
 
