@@ -14,6 +14,10 @@
 //!   delegated subtree, and limits only restrict;
 //! - syncing a copy-in-out workspace back: through the caller's own
 //!   descriptor, by a thread holding only the caller's ids;
+//! - attaching a sandbox to a bridge (`--network bridge`, after polkit's
+//!   org.nucleus.network.bridge): only a bridge named in the plan that is
+//!   ours or new, a veth into the sandbox's own namespace, an address
+//!   leased from the plan's subnet, and NAT for that subnet only;
 //! - everything else (mounts, pivot_root, seccomp, ...) happens inside the
 //!   new user namespace, with no more privilege than the caller has.
 
@@ -117,6 +121,8 @@ const RUN: &str = "org.nucleus.run";
 const EXCEED: &str = "org.nucleus.limits.exceed";
 /// The host's network namespace.
 const HOST_NETWORK: &str = "org.nucleus.network.host";
+/// An address on a host bridge.
+const BRIDGE_NETWORK: &str = "org.nucleus.network.bridge";
 
 /// Detached trees of the caller's descriptors, keyed by plan path.
 fn detach(
@@ -271,8 +277,10 @@ fn limits_and_actions(plan: &Plan, peer: &Peer) -> Result<(Limits, Vec<&'static 
     if exceeds {
         actions.push(EXCEED);
     }
-    if plan.network == NetworkMode::Host {
-        actions.push(HOST_NETWORK);
+    match plan.network {
+        NetworkMode::None => {}
+        NetworkMode::Host => actions.push(HOST_NETWORK),
+        NetworkMode::Bridge(_) => actions.push(BRIDGE_NETWORK),
     }
     Ok((limits, actions))
 }
@@ -335,12 +343,6 @@ fn prepare(
     fds: Descriptors,
 ) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
-    if matches!(plan.network, NetworkMode::Bridge(_)) {
-        return Err(refuse(
-            ErrorCode::Unsupported,
-            "--network bridge through the helper is not supported yet; root runs it in-process",
-        ));
-    }
     let (limits, actions) = limits_and_actions(plan, peer)?;
     let pending = ask_polkit(plan, peer, digest, &actions)?;
     let sync_back = sync_back(plan, peer, &fds.host_fds)?;

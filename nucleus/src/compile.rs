@@ -16,7 +16,7 @@ use protocol::{
 };
 
 use crate::cli::{Network, RunSpec, UserNs};
-use crate::{agent, limits, modes, seccomp};
+use crate::{agent, client, limits, modes, seccomp};
 use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -332,9 +332,16 @@ const MAX_DNS: usize = 3;
 /// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
 /// of the host's copy).
 fn network(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
-    if spec.network == Network::Bridge && caller.uid != 0 {
+    if spec.network == Network::Bridge && caller.uid != 0 && (spec.rootless || !client::available())
+    {
         bail!(
-            "--network bridge: the kernel bridge backend needs root (not yet through the helper)"
+            "--network bridge: the kernel bridge backend needs root, or the nucleus helper ({}{})",
+            client::SOCKET,
+            if spec.rootless {
+                "; --rootless keeps it in-process"
+            } else {
+                " is missing"
+            }
         );
     }
     if spec.network != Network::Bridge && (spec.bridge.is_some() || spec.subnet.is_some()) {

@@ -185,7 +185,9 @@ fn run() -> Result<u8, Failure> {
             let (plan, inputs) = compile::compile(&spec, compile::Caller { uid, gid })?;
             // cgroup limits for an unprivileged caller: the helper enforces
             // them where it is installed; --rootless keeps it in-process.
-            if uid != 0 && !spec.rootless && plan.limits.wants_cgroup() && client::available() {
+            let needs_privilege = plan.limits.wants_cgroup()
+                || matches!(plan.network, protocol::NetworkMode::Bridge(_));
+            if uid != 0 && !spec.rootless && needs_privilege && client::available() {
                 let ended = client::run(&plan, inputs.secrets)?;
                 if ended.out_of_memory {
                     eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");

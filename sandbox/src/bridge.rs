@@ -11,6 +11,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,6 +20,7 @@ use protocol::Bridge;
 
 use crate::error::Error;
 use crate::live_start_time;
+use crate::sys;
 
 /// One lease file per address in use, named by the address.
 const LEASES: &str = "/run/nucleus/leases";
@@ -39,10 +41,33 @@ fn failed(step: String, detail: impl Into<String>) -> Error {
     }
 }
 
+/// Where the tools are looked up: a fixed list, never the environment's
+/// PATH (a privileged executor must not run what a caller's PATH names;
+/// the helper has no environment at all).
+const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One of the network tools, with a clean environment.
+pub fn tool(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear().env("PATH", TOOL_PATH);
+    c
+}
+
+/// nsenter's `--net=` argument for the namespace behind `netns`, through
+/// an inheritable copy of it (the first element; keep it until the
+/// commands ran). /proc/PID/ns of a sandbox running as another user is
+/// closed to an executor without CAP_SYS_PTRACE; the descriptor is not.
+pub fn nsenter_arg(netns: BorrowedFd<'_>) -> Result<(OwnedFd, String), Error> {
+    let copy = sys::dup_inheritable(netns)
+        .map_err(|e| failed("passing the network namespace on".into(), e.to_string()))?;
+    let arg = format!("--net=/proc/self/fd/{}", copy.as_raw_fd());
+    Ok((copy, arg))
+}
+
 /// Runs a command; its stderr becomes the error.
 fn run(program: &str, args: &[&str]) -> Result<String, Error> {
     let step = || format!("{program} {}", args.join(" "));
-    let out = Command::new(program)
+    let out = tool(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -63,13 +88,13 @@ fn run(program: &str, args: &[&str]) -> Result<String, Error> {
 
 /// Attaches process `pid`'s network namespace (the sandbox's, already
 /// holding a loopback) to the bridge.
-pub fn attach(bridge: &Bridge, pid: libc::pid_t) -> Result<Attached, Error> {
+pub fn attach(bridge: &Bridge, pid: libc::pid_t, netns: BorrowedFd<'_>) -> Result<Attached, Error> {
     ensure_bridge(bridge)?;
     ensure_nat(bridge)?;
     let (address, lease) = lease(bridge, pid)?;
     let veth = format!("nv{pid}");
     let attached = Attached { veth, lease };
-    match connect(bridge, pid, address, &attached.veth) {
+    match connect(bridge, pid, netns, address, &attached.veth) {
         Ok(()) => Ok(attached),
         Err(e) => {
             attached.detach();
@@ -83,7 +108,7 @@ impl Attached {
     /// take it along already) and the lease; what failed, as text.
     pub fn detach(self) -> Vec<String> {
         let mut failures = Vec::new();
-        let exists = Command::new("ip")
+        let exists = tool("ip")
             .args(["link", "show", "dev", &self.veth])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -235,7 +260,13 @@ fn holder_alive(lease: &std::path::Path) -> bool {
 /// The veth pair: the host end on the bridge, the other end moved into
 /// the sandbox's namespace as `eth0` with the leased address and a
 /// default route through the bridge.
-fn connect(bridge: &Bridge, pid: libc::pid_t, address: Ipv4Addr, veth: &str) -> Result<(), Error> {
+fn connect(
+    bridge: &Bridge,
+    pid: libc::pid_t,
+    netns: BorrowedFd<'_>,
+    address: Ipv4Addr,
+    veth: &str,
+) -> Result<(), Error> {
     let pid_s = pid.to_string();
     run(
         "ip",
@@ -255,7 +286,7 @@ fn connect(bridge: &Bridge, pid: libc::pid_t, address: Ipv4Addr, veth: &str) -> 
             "up",
         ],
     )?;
-    let netns = format!("--net=/proc/{pid}/ns/net");
+    let (_inherited, netns) = nsenter_arg(netns)?;
     let inside = |args: &[&str]| run("nsenter", &[&[netns.as_str(), "--", "ip"], args].concat());
     let cidr = format!("{address}/{}", bridge.subnet.prefix());
     inside(&["addr", "add", &cidr, "dev", "eth0"])?;

@@ -128,8 +128,12 @@ fn setup_and_exec(
         network.join()?;
     }
     if let (NetworkMode::Bridge(_), Some(control)) = (&plan.network, &control) {
-        // In the namespace now: the executor attaches it to the bridge.
-        sys::send_byte(control.as_fd()).step(|| "asking for the bridge".into())?;
+        // In the namespace now: the executor attaches it to the bridge,
+        // through this descriptor (it may not open our /proc entries).
+        let netns = std::fs::File::open("/proc/thread-self/ns/net")
+            .step(|| "opening the network namespace".into())?;
+        sys::send_fd(control.as_fd(), netns.as_fd()).step(|| "asking for the bridge".into())?;
+        drop(netns);
         if !sys::recv_byte(control.as_fd()).step(|| "waiting for the bridge".into())? {
             sys::exit_now(125);
         }

@@ -5,10 +5,12 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::os::fd::BorrowedFd;
+use std::process::Stdio;
 
 use protocol::{Cidr, EgressPolicy};
 
+use crate::bridge;
 use crate::error::Error;
 
 pub const CHAIN: &str = "NUCLEUS-EGRESS";
@@ -83,14 +85,14 @@ pub fn rules(policy: &EgressPolicy, ipv6: bool) -> String {
 
 /// Loads the rules into process `pid`'s network namespace; any failure
 /// is fatal (a sandbox that asked for a policy never runs without it).
-pub fn apply(policy: &EgressPolicy, pid: libc::pid_t) -> Result<(), Error> {
-    let netns = format!("--net=/proc/{pid}/ns/net");
+pub fn apply(policy: &EgressPolicy, netns: BorrowedFd<'_>) -> Result<(), Error> {
+    let (_inherited, netns) = bridge::nsenter_arg(netns)?;
     for (tool, ipv6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
         let failed = |detail: String| Error::Setup {
             step: format!("loading the egress rules ({tool})"),
             source: std::io::Error::other(detail),
         };
-        let mut child = Command::new("nsenter")
+        let mut child = bridge::tool("nsenter")
             .args([netns.as_str(), "--", tool, "-w"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -147,21 +147,23 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         if let (NetworkMode::Bridge(bridge), Some(sock)) = (&plan.network, &control) {
             // The sandbox says when it is in its namespace; a closed
             // socket means its setup failed, which the report says.
-            if !sys::recv_byte(sock.as_fd()).step(|| "waiting for the sandbox's network".into())? {
+            let Some(netns) =
+                sys::recv_fd(sock.as_fd()).step(|| "waiting for the sandbox's network".into())?
+            else {
                 read_report(report_read)?;
                 return Err(Error::Child(
                     "the sandbox ended before its network was set up".into(),
                 ));
-            }
+            };
             if sys::geteuid() != 0 {
                 return Err(Error::Setup {
                     step: "--network bridge".into(),
                     source: io::Error::other("the kernel bridge backend needs root"),
                 });
             }
-            attached = Some(bridge::attach(bridge, pid)?);
+            attached = Some(bridge::attach(bridge, pid, netns.as_fd())?);
             if let Some(policy) = &bridge.egress {
-                egress::apply(policy, pid)?;
+                egress::apply(policy, netns.as_fd())?;
             }
             sys::send_byte(sock.as_fd()).step(|| "handing the network over".into())?;
         }

@@ -137,6 +137,15 @@ pub fn copy_file_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io:
     Ok(done)
 }
 
+/// A copy of `fd` that survives exec (no close-on-exec), for handing to
+/// a child process as /proc/self/fd/N.
+pub fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD returns a new descriptor, which we own.
+    let new = check_int(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) })?;
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 pub fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
     // SAFETY: integer arguments only.
     check_int(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)

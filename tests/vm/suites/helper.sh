@@ -86,6 +86,21 @@ t_match "the host's network needs its own action (admin by default)" "polkit doe
 out=$(as_user tester nucleus run --name vmtest-denied-by-detail --memory 64M -- true 2>&1)
 t_match "a rule on the sandbox name (polkit detail) denies tester" "polkit does not allow" "$out"
 
+t_section "a bridged network through the helper"
+out=$(as_user tester nucleus run --network bridge -- sh -c 'ip -br -4 addr show eth0; ip route show default' 2>&1)
+t_match "tester: eth0 on nucleus0 with a leased address" "^eth0@if[0-9]+ +UP +10\.88\.0\.2/16" "$out"
+t_match "and a default route through the bridge" "default via 10\.88\.0\.1" "$out"
+out=$(as_user third nucleus run --network bridge -- true 2>&1)
+t_match "third: the bridge needs its own action" "polkit does not allow org.nucleus.network.bridge" "$out"
+t_eq "no veth left" "" "$(ip -br link | grep '^nv' || true)"
+t_eq "no lease left" "" "$(ls -A /run/nucleus/leases/nucleus0 2>/dev/null)"
+t_match "NAT for the subnet, in nucleus's own chain" "NUCLEUS-POSTROUTING -s 10.88.0.0/16 ! -o nucleus0 -j MASQUERADE" "$(iptables -t nat -S)"
+# This guest's namespace is the test's: take the bridge and its rules away.
+ip link del nucleus0
+iptables -t nat -D POSTROUTING -j NUCLEUS-POSTROUTING
+iptables -t nat -F NUCLEUS-POSTROUTING
+iptables -t nat -X NUCLEUS-POSTROUTING
+
 t_section "ceilings (/etc/nucleus/helper.conf)"
 mkdir -p /etc/nucleus
 printf 'pids_max = 256\nuser %s memory_max_bytes = 67108864\n' "$(id -u tester)" >/etc/nucleus/helper.conf
