@@ -88,6 +88,25 @@ fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The bridge's name and subnet come from the caller, and making a bridge
+/// changes the host's network (routes, NAT): an unprivileged caller gets
+/// only the default one, which cannot shadow a bridge or a route that is
+/// not nucleus's unless an administrator put it there.
+fn check_bridge(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
+    match &plan.network {
+        NetworkMode::Bridge(bridge) if peer.uid != 0 && !bridge.is_default() => Err(refuse(
+            ErrorCode::Unauthorized,
+            format!(
+                "through the helper, --network bridge uses only {} on {}/{}; other bridges and subnets need root",
+                protocol::Bridge::DEFAULT_NAME,
+                protocol::Bridge::DEFAULT_SUBNET.0,
+                protocol::Bridge::DEFAULT_SUBNET.1
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A copy-in-out workspace goes back through the caller's own descriptor
 /// (the last host path), written with the caller's ids only.
 fn sync_back(
@@ -343,6 +362,7 @@ fn prepare(
     fds: Descriptors,
 ) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
+    check_bridge(plan, peer)?;
     let (limits, actions) = limits_and_actions(plan, peer)?;
     let pending = ask_polkit(plan, peer, digest, &actions)?;
     let sync_back = sync_back(plan, peer, &fds.host_fds)?;

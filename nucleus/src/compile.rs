@@ -235,10 +235,11 @@ fn unsuitable_upper(magic: i64) -> Option<&'static str> {
 /// `--bridge` and `--subnet`, checked for form (whether the bridge is
 /// ours is checked where it is made).
 fn bridge(spec: &RunSpec) -> Result<Bridge> {
-    let name = spec.bridge.as_deref().unwrap_or("nucleus0");
+    let name = spec.bridge.as_deref().unwrap_or(Bridge::DEFAULT_NAME);
     let name =
         BridgeName::try_from(name.to_owned()).map_err(|e| anyhow!("--bridge {name}: {e}"))?;
-    let text = spec.subnet.as_deref().unwrap_or("10.88.0.0/16");
+    let default_subnet = format!("{}/{}", Bridge::DEFAULT_SUBNET.0, Bridge::DEFAULT_SUBNET.1);
+    let text = spec.subnet.as_deref().unwrap_or(&default_subnet);
     let bad = |why: String| anyhow!("--subnet {text}: {why}");
     let (addr, prefix) = text
         .split_once('/')

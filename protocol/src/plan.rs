@@ -534,6 +534,20 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+impl Bridge {
+    /// The bridge `--network bridge` uses unless told otherwise, and the
+    /// only one the helper makes for an unprivileged caller.
+    pub const DEFAULT_NAME: &'static str = "nucleus0";
+    pub const DEFAULT_SUBNET: (std::net::Ipv4Addr, u8) =
+        (std::net::Ipv4Addr::new(10, 88, 0, 0), 16);
+
+    /// Whether this is the default bridge on its default subnet.
+    pub fn is_default(&self) -> bool {
+        self.name.as_str() == Self::DEFAULT_NAME
+            && (self.subnet.network, self.subnet.prefix) == Self::DEFAULT_SUBNET
+    }
+}
+
 /// A bridge interface's name: what `ip link` shows, at most 15 bytes
 /// (IFNAMSIZ - 1) of [a-z0-9_-], starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -837,3 +837,26 @@ fn polkit_guards_other_users_sandboxes() {
     drop(owner);
     finished_cleanly(helper);
 }
+
+#[test]
+fn an_unprivileged_caller_gets_only_the_default_bridge() {
+    let mut plan = sample_plan();
+    plan.ids.uid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.network = NetworkMode::Bridge(Bridge {
+        name: BridgeName::try_from("eth0".to_owned()).unwrap(),
+        subnet: Ipv4Subnet::try_from(Bridge::DEFAULT_SUBNET).unwrap(),
+        egress: None,
+    });
+    let (bytes, digest) = launch_bytes(&plan);
+    let (mut sock, child, _peer) = connect_as(65534);
+    hello(&mut sock);
+    let usr = open_dir("/usr");
+    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
+    expect_error(
+        &mut sock,
+        ErrorCode::Unauthorized,
+        "other bridges and subnets need root",
+    );
+    finished_cleanly(child);
+}
