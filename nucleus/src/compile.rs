@@ -52,6 +52,9 @@ const HOST_ETC: [&str; 13] = [
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// A non-root caller whose privileged features go through the helper
+    /// (installed, and not --rootless).
+    pub via_helper: bool,
 }
 
 /// The plan, and the descriptors the executor hands the sandbox with it.
@@ -333,8 +336,7 @@ const MAX_DNS: usize = 3;
 /// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
 /// of the host's copy).
 fn network(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
-    if spec.network == Network::Bridge && caller.uid != 0 && (spec.rootless || !client::available())
-    {
+    if spec.network == Network::Bridge && caller.uid != 0 && !caller.via_helper {
         bail!(
             "--network bridge: the kernel bridge backend needs root, or the nucleus helper ({}{})",
             client::SOCKET,
@@ -669,6 +671,7 @@ mod tests {
         let caller = Caller {
             uid: 1000,
             gid: 100,
+            via_helper: false,
         };
         let ids = ids(UserNs::KeepId, caller).unwrap();
         assert_eq!((ids.uid, ids.gid), (1000, 100));

@@ -182,12 +182,19 @@ fn run() -> Result<u8, Failure> {
         }
         cli::Command::Run(spec) => {
             let (uid, gid) = sandbox::caller_ids();
-            let (plan, inputs) = compile::compile(&spec, compile::Caller { uid, gid })?;
-            // cgroup limits for an unprivileged caller: the helper enforces
-            // them where it is installed; --rootless keeps it in-process.
+            let via_helper = uid != 0 && !spec.rootless && client::available();
+            let caller = compile::Caller {
+                uid,
+                gid,
+                via_helper,
+            };
+            let (plan, inputs) = compile::compile(&spec, caller)?;
+            // cgroup limits and bridges for an unprivileged caller: the
+            // helper does them where it is installed; --rootless keeps the
+            // sandbox in-process.
             let needs_privilege = plan.limits.wants_cgroup()
                 || matches!(plan.network, protocol::NetworkMode::Bridge(_));
-            if uid != 0 && !spec.rootless && needs_privilege && client::available() {
+            if via_helper && needs_privilege {
                 let ended = client::run(&plan, inputs.secrets)?;
                 if ended.out_of_memory {
                     eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
