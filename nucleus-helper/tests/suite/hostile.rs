@@ -98,7 +98,11 @@ fn reply(sock: &mut UnixStream) -> Option<Message> {
 }
 
 fn expect_error(sock: &mut UnixStream, code: ErrorCode, needle: &str) {
-    match reply(sock) {
+    expect_refusal(reply(sock), code, needle);
+}
+
+fn expect_refusal(answer: Option<Message>, code: ErrorCode, needle: &str) {
+    match answer {
         Some(Message::Error { code: c, message }) => {
             assert_eq!(c, code, "{message}");
             assert!(message.contains(needle), "{message:?} lacks {needle:?}");
@@ -666,12 +670,8 @@ fn ids_outside_the_callers_own_and_subordinate_ranges_are_refused() {
         IdMap::new(1, 3_000_000, 10).unwrap(),
     ];
     plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
-    let (bytes, digest) = launch_bytes(&plan);
-    let (mut sock, child, _peer) = connect_as(65534);
-    hello(&mut sock);
-    let usr = open_dir("/usr");
-    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
-    expect_error(&mut sock, ErrorCode::Unauthorized, "subuid");
+    let (answer, _sock, child, _peer) = launch_plan_as(65534, &plan);
+    expect_refusal(answer, ErrorCode::Unauthorized, "subuid");
     finished_cleanly(child);
 }
 
@@ -761,7 +761,13 @@ fn launch_as(uid: u32, name: &str) -> (Option<Message>, UnixStream, Child, Peer)
     plan.name = Some(SandboxName::try_from(name).unwrap());
     plan.ids.uid_map = vec![IdMap::new(0, uid, 1).unwrap()];
     plan.ids.gid_map = vec![IdMap::new(0, uid, 1).unwrap()];
-    let (bytes, digest) = launch_bytes(&plan);
+    launch_plan_as(uid, &plan)
+}
+
+/// Launches `plan` (binding /usr) from a peer running as `uid`; the
+/// helper's first answer.
+fn launch_plan_as(uid: u32, plan: &Plan) -> (Option<Message>, UnixStream, Child, Peer) {
+    let (bytes, digest) = launch_bytes(plan);
     let (mut sock, child, peer) = connect_as(uid);
     hello(&mut sock);
     let usr = open_dir("/usr");
@@ -770,16 +776,11 @@ fn launch_as(uid: u32, name: &str) -> (Option<Message>, UnixStream, Child, Peer)
 }
 
 fn expect_polkit_refusal(answer: Option<Message>, action: &str) {
-    match answer {
-        Some(Message::Error { code, message }) => {
-            assert_eq!(code, ErrorCode::Unauthorized, "{message}");
-            assert!(
-                message.contains(&format!("polkit does not allow {action}")),
-                "{message}"
-            );
-        }
-        other => panic!("expected a polkit refusal, got {other:?}"),
-    }
+    expect_refusal(
+        answer,
+        ErrorCode::Unauthorized,
+        &format!("polkit does not allow {action}"),
+    );
 }
 
 #[test]
@@ -848,13 +849,9 @@ fn an_unprivileged_caller_gets_only_the_default_bridge() {
         subnet: Ipv4Subnet::try_from(Bridge::DEFAULT_SUBNET).unwrap(),
         egress: None,
     });
-    let (bytes, digest) = launch_bytes(&plan);
-    let (mut sock, child, _peer) = connect_as(65534);
-    hello(&mut sock);
-    let usr = open_dir("/usr");
-    send_launch(&sock, bytes, digest, &[usr.as_fd()]);
-    expect_error(
-        &mut sock,
+    let (answer, _sock, child, _peer) = launch_plan_as(65534, &plan);
+    expect_refusal(
+        answer,
         ErrorCode::Unauthorized,
         "other bridges and subnets need root",
     );
