@@ -6,7 +6,7 @@ use super::harness::{Identity, Nucleus, TempDir};
 
 /// `nucleus run FLAGS -- true` fails with 125 and one `nucleus: ` line
 /// naming `flag`; the command never runs.
-fn refused(flags: &[&str], flag: &str) -> String {
+pub(super) fn refused(flags: &[&str], flag: &str) -> String {
     let out = Nucleus::bare(&Identity::invoker())
         .args(flags)
         .run(&["true"]);

@@ -3,6 +3,7 @@
 //! the resolvers written into the root, and the bridge options' form (the
 //! bridge itself: tests/bridge.rs, in network namespaces of its own).
 
+use super::bad_input::refused;
 use super::harness::{attempt, host_namespace, report, Identity, Nucleus};
 
 as_root_and_user!(
@@ -30,14 +31,6 @@ fn dns_writes_the_sandboxs_resolv_conf(id: &Identity) {
     );
     let write = attempt(id, &flags, &["write", "/etc/resolv.conf"]);
     assert!(!write.ok, "the root stays read-only");
-}
-
-fn refused(flags: &[&str], flag: &str) -> String {
-    Nucleus::bare(&Identity::invoker())
-        .args(flags)
-        .run(&["true"])
-        .assert_refused(flag)
-        .to_owned()
 }
 
 #[test]
