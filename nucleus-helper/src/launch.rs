@@ -26,8 +26,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use protocol::{
-    subids, Envelope, ErrorCode, IdMap, Limits, Message, NetworkMode, Plan, PlanDigest, SandboxId,
-    WorkspaceMode,
+    subids, Envelope, ErrorCode, IdMap, KernelBridge, Limits, Message, NatBackend, NetworkMode,
+    Plan, PlanDigest, PublishedPort, SandboxId, WorkspaceMode,
 };
 use sandbox::{Control, Hooks};
 
@@ -91,19 +91,27 @@ fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
 /// The bridge's name and subnet come from the caller, and making a bridge
 /// changes the host's network (routes, NAT): an unprivileged caller gets
 /// only the default one, which cannot shadow a bridge or a route that is
-/// not nucleus's unless an administrator put it there.
+/// not nucleus's unless an administrator put it there. The userspace NATs
+/// run as the caller, never here: the helper would run them as root.
 fn check_bridge(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
-    match &plan.network {
-        NetworkMode::Bridge(bridge) if peer.uid != 0 && !bridge.is_default() => Err(refuse(
+    let NetworkMode::Bridge(bridge) = &plan.network else {
+        return Ok(());
+    };
+    match &bridge.backend {
+        NatBackend::Kernel(kernel) if peer.uid != 0 && !kernel.is_default() => Err(refuse(
             ErrorCode::Unauthorized,
             format!(
                 "through the helper, --network bridge uses only {} on {}/{}; other bridges and subnets need root",
-                protocol::Bridge::DEFAULT_NAME,
-                protocol::Bridge::DEFAULT_SUBNET.0,
-                protocol::Bridge::DEFAULT_SUBNET.1
+                KernelBridge::DEFAULT_NAME,
+                KernelBridge::DEFAULT_SUBNET.0,
+                KernelBridge::DEFAULT_SUBNET.1
             ),
         )),
-        _ => Ok(()),
+        NatBackend::Kernel(_) => Ok(()),
+        NatBackend::Pasta | NatBackend::Slirp4netns => Err(refuse(
+            ErrorCode::BadRequest,
+            "a userspace NAT runs as the caller, not through the helper: use --rootless, or --nat-backend kernel",
+        )),
     }
 }
 
@@ -142,6 +150,10 @@ const EXCEED: &str = "org.nucleus.limits.exceed";
 const HOST_NETWORK: &str = "org.nucleus.network.host";
 /// An address on a host bridge.
 const BRIDGE_NETWORK: &str = "org.nucleus.network.bridge";
+/// A host port forwarded to the sandbox.
+const PUBLISH_PORT: &str = "org.nucleus.network.publish-port";
+/// A host port below 1024, which only root may bind otherwise.
+const PUBLISH_PRIVILEGED_PORT: &str = "org.nucleus.network.publish-privileged-port";
 
 /// Detached trees of the caller's descriptors, keyed by plan path.
 fn detach(
@@ -296,10 +308,18 @@ fn limits_and_actions(plan: &Plan, peer: &Peer) -> Result<(Limits, Vec<&'static 
     if exceeds {
         actions.push(EXCEED);
     }
-    match plan.network {
+    match &plan.network {
         NetworkMode::None => {}
         NetworkMode::Host => actions.push(HOST_NETWORK),
-        NetworkMode::Bridge(_) => actions.push(BRIDGE_NETWORK),
+        NetworkMode::Bridge(bridge) => {
+            actions.push(BRIDGE_NETWORK);
+            if !bridge.publish.is_empty() {
+                actions.push(PUBLISH_PORT);
+            }
+            if bridge.publish.iter().any(PublishedPort::privileged) {
+                actions.push(PUBLISH_PRIVILEGED_PORT);
+            }
+        }
     }
     Ok((limits, actions))
 }
@@ -316,6 +336,15 @@ fn ask_polkit(
     }
     let digest = format!("sha256:{digest}");
     let name = plan.name.as_ref().map_or("", |n| n.as_str());
+    let ports = match &plan.network {
+        NetworkMode::Bridge(bridge) => bridge
+            .publish
+            .iter()
+            .map(PublishedPort::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => String::new(),
+    };
     let details: HashMap<&str, &str> = [
         ("sandbox", name),
         ("plan_digest", digest.as_str()),
@@ -327,6 +356,7 @@ fn ask_polkit(
                 NetworkMode::Bridge(_) => "bridge",
             },
         ),
+        ("published_ports", ports.as_str()),
     ]
     .into();
     polkit::ask(peer, actions, &details)

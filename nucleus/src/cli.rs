@@ -71,10 +71,18 @@ network:
   --network MODE             none (default): a namespace with loopback only;
                              host: the host's network (needs
                              --allow-host-network; not in strict-agent);
-                             bridge: eth0 on a Linux bridge with NAT (root)
+                             bridge: eth0 with NAT to the outside
   --allow-host-network       confirm --network host
-  --bridge NAME              the bridge for --network bridge (nucleus0)
+  --nat-backend B            for bridge: kernel (a Linux bridge; root or
+                             the helper), userspace (pasta, else
+                             slirp4netns; rootless), pasta, slirp4netns, or
+                             auto (default: kernel when privileged)
+  --bridge NAME              the kernel backend's bridge (nucleus0)
   --subnet CIDR              its IPv4 subnet (10.88.0.0/16)
+  -p, --publish [IP:]HOST:PORT[/tcp|udp]
+                             forward the host's port HOST (on IP, default
+                             all) to the sandbox's PORT (repeatable); host
+                             ports below 1024 need root or authorization
   --egress-allow CIDR        with --network bridge: deny all outbound
                              traffic but to CIDR (repeatable), DNS to the
                              --dns resolvers, loopback and replies; denied
@@ -122,6 +130,9 @@ pub struct RunSpec {
     pub allow_host_network: bool,
     pub bridge: Option<String>,
     pub subnet: Option<String>,
+    pub nat: Option<Nat>,
+    /// `-p` as given.
+    pub publish: Vec<String>,
     pub egress_allow: Vec<String>,
     pub egress_tcp_ports: Vec<String>,
     pub egress_udp_ports: Vec<String>,
@@ -171,6 +182,16 @@ pub struct AgentSpec {
     pub secrets: Vec<(PathBuf, String)>,
 }
 
+/// `--nat-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    Auto,
+    Kernel,
+    Userspace,
+    Pasta,
+    Slirp4netns,
+}
+
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
@@ -196,6 +217,8 @@ impl RunSpec {
             allow_host_network: false,
             bridge: None,
             subnet: None,
+            nat: None,
+            publish: Vec::new(),
             egress_allow: Vec::new(),
             egress_tcp_ports: Vec::new(),
             egress_udp_ports: Vec::new(),
@@ -314,6 +337,20 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("allow-host-network") => spec.allow_host_network = true,
             Long("bridge") => spec.bridge = Some(string(parser.value()?, "--bridge")?),
             Long("subnet") => spec.subnet = Some(string(parser.value()?, "--subnet")?),
+            Long("nat-backend") => {
+                let v = string(parser.value()?, "--nat-backend")?;
+                spec.nat = Some(match v.as_str() {
+                    "auto" => Nat::Auto,
+                    "kernel" => Nat::Kernel,
+                    "userspace" => Nat::Userspace,
+                    "pasta" => Nat::Pasta,
+                    "slirp4netns" => Nat::Slirp4netns,
+                    _ => bail!("--nat-backend {v}: unknown backend; use auto, kernel, userspace, pasta or slirp4netns"),
+                });
+            }
+            Short('p') | Long("publish") => {
+                spec.publish.push(string(parser.value()?, "--publish")?)
+            }
             Long("egress-allow") => spec
                 .egress_allow
                 .push(string(parser.value()?, "--egress-allow")?),

@@ -9,14 +9,13 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
-    AbsPath, Arg, Argv, Bridge, BridgeName, Cidr, EgressPolicy, Enforcement, EnvName, FsAccess,
-    Hostname, IdMap, IdMapping, Ipv4Subnet, LandlockPolicy, LandlockRule, Limits, Mount,
-    Namespaces, NetworkMode, OverlayUpper, Plan, Process, RootFs, RootSource, SandboxName,
-    Security, Timeout, MAX_COPY_BYTES, MAX_EGRESS_NETS, MAX_EGRESS_PORTS,
+    AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
+    LandlockRule, Limits, Mount, Namespaces, OverlayUpper, Plan, Process, RootFs, RootSource,
+    SandboxName, Security, Timeout, MAX_COPY_BYTES,
 };
 
-use crate::cli::{Network, RunSpec, UserNs};
-use crate::{agent, client, limits, modes, seccomp};
+use crate::cli::{RunSpec, UserNs};
+use crate::{agent, limits, modes, network, seccomp};
 use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -71,7 +70,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         (None, None) => default_hostname()?,
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
-    let network = network(spec, caller, &mut mounts)?;
+    let network = network::compile(spec, caller, &mut mounts)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
     let agent = agent::compile(&spec.agent)?;
@@ -144,7 +143,7 @@ fn default_hostname() -> Result<Hostname> {
     Hostname::try_from("nucleus").map_err(|e| anyhow!("{e}"))
 }
 
-fn abs(p: &str) -> Result<AbsPath> {
+pub fn abs(p: &str) -> Result<AbsPath> {
     AbsPath::try_from(p).map_err(|e| anyhow!("{e}"))
 }
 
@@ -233,161 +232,6 @@ fn unsuitable_upper(magic: i64) -> Option<&'static str> {
         0x6265_6572 => Some("sysfs"),
         _ => None,
     }
-}
-
-/// `--bridge` and `--subnet`, checked for form (whether the bridge is
-/// ours is checked where it is made).
-fn bridge(spec: &RunSpec) -> Result<Bridge> {
-    let name = spec.bridge.as_deref().unwrap_or(Bridge::DEFAULT_NAME);
-    let name =
-        BridgeName::try_from(name.to_owned()).map_err(|e| anyhow!("--bridge {name}: {e}"))?;
-    let default_subnet = format!("{}/{}", Bridge::DEFAULT_SUBNET.0, Bridge::DEFAULT_SUBNET.1);
-    let text = spec.subnet.as_deref().unwrap_or(&default_subnet);
-    let bad = |why: String| anyhow!("--subnet {text}: {why}");
-    let (addr, prefix) = text
-        .split_once('/')
-        .ok_or_else(|| bad("expected an IPv4 network in CIDR form, like 10.88.0.0/16".into()))?;
-    let addr: std::net::Ipv4Addr = addr
-        .parse()
-        .map_err(|_| bad(format!("{addr} is not an IPv4 address")))?;
-    let prefix: u8 = prefix
-        .parse()
-        .map_err(|_| bad(format!("/{prefix} is not a prefix length")))?;
-    let subnet = Ipv4Subnet::try_from((addr, prefix)).map_err(|e| bad(e.to_string()))?;
-    Ok(Bridge {
-        name,
-        subnet,
-        egress: egress(spec)?,
-    })
-}
-
-/// `--egress-*`: a policy once any is given.
-fn egress(spec: &RunSpec) -> Result<Option<EgressPolicy>> {
-    if spec.egress_allow.is_empty()
-        && spec.egress_tcp_ports.is_empty()
-        && spec.egress_udp_ports.is_empty()
-    {
-        return Ok(None);
-    }
-    let allow = spec
-        .egress_allow
-        .iter()
-        .map(|v| cidr(v).map_err(|why| anyhow!("--egress-allow {v}: {why}")))
-        .collect::<Result<Vec<_>>>()?;
-    let ports = |flag: &str, list: &[String]| {
-        list.iter()
-            .map(|v| {
-                v.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| anyhow!("{flag} {v}: expected a port number from 1 to 65535"))
-            })
-            .collect::<Result<Vec<u16>>>()
-    };
-    let policy = EgressPolicy {
-        allow,
-        tcp_ports: ports("--egress-tcp-port", &spec.egress_tcp_ports)?,
-        udp_ports: ports("--egress-udp-port", &spec.egress_udp_ports)?,
-        dns: spec.dns.clone(),
-    };
-    for (what, count, max) in [
-        ("--egress-allow", policy.allow.len(), MAX_EGRESS_NETS),
-        (
-            "--egress-tcp-port",
-            policy.tcp_ports.len(),
-            MAX_EGRESS_PORTS,
-        ),
-        (
-            "--egress-udp-port",
-            policy.udp_ports.len(),
-            MAX_EGRESS_PORTS,
-        ),
-    ] {
-        if count > max {
-            bail!("{what}: at most {max} given; {count} were");
-        }
-    }
-    Ok(Some(policy))
-}
-
-/// `10.0.0.0/8`, `2001:db8::/32`, or one address (a /32 or /128).
-fn cidr(v: &str) -> std::result::Result<Cidr, String> {
-    let (addr, prefix) = match v.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (v, None),
-    };
-    let addr: std::net::IpAddr = addr.parse().map_err(|_| {
-        "expected an IPv4 or IPv6 network like 192.0.2.0/24 (domain names are not supported yet)"
-            .to_owned()
-    })?;
-    let prefix = match prefix {
-        Some(p) => p
-            .parse::<u8>()
-            .map_err(|_| format!("/{p} is not a prefix length"))?,
-        None if addr.is_ipv4() => 32,
-        None => 128,
-    };
-    Cidr::try_from((addr, prefix)).map_err(|e| e.to_string())
-}
-
-/// glibc reads at most this many `nameserver` lines (MAXNS).
-const MAX_DNS: usize = 3;
-
-/// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
-/// of the host's copy).
-fn network(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
-    if spec.network == Network::Bridge && caller.uid != 0 && !caller.via_helper {
-        bail!(
-            "--network bridge: the kernel bridge backend needs root, or the nucleus helper ({}{})",
-            client::SOCKET,
-            if spec.rootless {
-                "; --rootless keeps it in-process"
-            } else {
-                " is missing"
-            }
-        );
-    }
-    if spec.network != Network::Bridge && (spec.bridge.is_some() || spec.subnet.is_some()) {
-        bail!("--bridge and --subnet are for --network bridge");
-    }
-    let egress_asked = !spec.egress_allow.is_empty()
-        || !spec.egress_tcp_ports.is_empty()
-        || !spec.egress_udp_ports.is_empty();
-    if spec.network != Network::Bridge && egress_asked {
-        bail!("--egress-allow and --egress-*-port need --network bridge (with none nothing leaves; with host the rules would be the host's)");
-    }
-    let mode = match spec.network {
-        Network::None => NetworkMode::None,
-        Network::Bridge => NetworkMode::Bridge(bridge(spec)?),
-        Network::Host if spec.allow_host_network => NetworkMode::Host,
-        Network::Host => bail!(
-            "--network host shares the host's network namespace with the sandbox; add --allow-host-network to confirm"
-        ),
-    };
-    if spec.dns.is_empty() {
-        return Ok(mode);
-    }
-    if spec.dns.len() > MAX_DNS {
-        bail!(
-            "--dns: at most {MAX_DNS} resolvers (glibc reads no more); {} given",
-            spec.dns.len()
-        );
-    }
-    if spec.rootfs.is_some() {
-        bail!("--dns writes /etc/resolv.conf into the default root; with --rootfs, put it in your root instead");
-    }
-    let target = abs("/etc/resolv.conf")?;
-    mounts.retain(|m| *m.target() != target);
-    let text: String = spec
-        .dns
-        .iter()
-        .map(|ip| format!("nameserver {ip}\n"))
-        .collect();
-    mounts.push(Mount::File {
-        target,
-        text: Arg::try_from(text).map_err(|e| anyhow!("--dns: {e}"))?,
-    });
-    Ok(mode)
 }
 
 fn root_and_mounts(spec: &RunSpec) -> Result<(RootFs, Vec<Mount>)> {

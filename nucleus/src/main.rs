@@ -12,6 +12,7 @@ mod client;
 mod compile;
 mod limits;
 mod modes;
+mod network;
 mod seccomp;
 #[cfg(test)]
 mod seccomp_oci;
@@ -193,7 +194,13 @@ fn run() -> Result<u8, Failure> {
             // helper does them where it is installed; --rootless keeps the
             // sandbox in-process.
             let needs_privilege = plan.limits.wants_cgroup()
-                || matches!(plan.network, protocol::NetworkMode::Bridge(_));
+                || matches!(
+                    &plan.network,
+                    protocol::NetworkMode::Bridge(protocol::Bridge {
+                        backend: protocol::NatBackend::Kernel(_),
+                        ..
+                    })
+                );
             if via_helper && needs_privilege {
                 let ended = client::run(&plan, inputs.secrets)?;
                 if ended.out_of_memory {

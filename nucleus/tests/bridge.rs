@@ -164,6 +164,14 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The shared NAT rules, made once; nothing per sandbox stays.
+const BASE_NAT_RULES: &str = "-N NUCLEUS-OUTPUT\n-N NUCLEUS-POSTROUTING\n-N NUCLEUS-PREROUTING\n\
+     -A PREROUTING -m addrtype --dst-type LOCAL -j NUCLEUS-PREROUTING\n\
+     -A OUTPUT -m addrtype --dst-type LOCAL -j NUCLEUS-OUTPUT\n\
+     -A POSTROUTING -j NUCLEUS-POSTROUTING\n\
+     -A NUCLEUS-POSTROUTING -s 10.88.0.0/16 ! -o nucleus0 -j MASQUERADE\n\
+     -A NUCLEUS-POSTROUTING -s 127.0.0.0/8 -o nucleus0 -j MASQUERADE";
+
 const ETH0: [&str; 6] = ["ip", "-br", "-4", "addr", "show", "eth0"];
 
 #[test]
@@ -181,14 +189,10 @@ fn the_sandbox_gets_eth0_nat_and_nothing_stays_but_the_bridge() {
     assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
     assert_eq!(net.links(), ["lo", "nucleus0"]);
     assert!(net.leases("nucleus0").is_empty());
-    assert_eq!(
-        net.nat_rules(),
-        "-N NUCLEUS-POSTROUTING\n-A POSTROUTING -j NUCLEUS-POSTROUTING\n\
-         -A NUCLEUS-POSTROUTING -s 10.88.0.0/16 ! -o nucleus0 -j MASQUERADE"
-    );
+    assert_eq!(net.nat_rules(), BASE_NAT_RULES);
     // The next sandbox adds no rule twice.
     stdout(&net.run(&[], &["true"]));
-    assert_eq!(net.nat_rules().lines().count(), 3);
+    assert_eq!(net.nat_rules(), BASE_NAT_RULES);
 }
 
 #[test]
@@ -357,4 +361,300 @@ fn egress_lets_out_only_the_listed_networks_and_ports() {
     drop(server);
     assert_eq!(net.links(), ["lo", "nucleus0"]);
     assert!(net.leases("nucleus0").is_empty());
+}
+
+/// Whether a TCP connection from the test namespace to `addr:port` gets a
+/// byte back, retried while the sandbox's server starts.
+fn answers(net: &TestNet, addr: &str, port: u16) -> bool {
+    let script = format!(
+        "import socket, time\n\
+         for _ in range(100):\n\
+         \x20   try:\n\
+         \x20       s = socket.create_connection(('{addr}', {port}), timeout=2)\n\
+         \x20       if s.recv(1) == b'x': print('answered'); break\n\
+         \x20   except OSError: pass\n\
+         \x20   time.sleep(0.1)"
+    );
+    net.inside(&["python3", "-c", &script]).contains("answered")
+}
+
+/// A sandbox command serving one byte on `port` to every connection.
+fn byte_server(port: u16) -> Vec<String> {
+    [
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(8)\n\
+             while True:\n\
+             \x20   c = s.accept()[0]; c.sendall(b'x'); c.close()"
+        ),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn dnat_rules(net: &TestNet) -> Vec<String> {
+    net.nat_rules()
+        .lines()
+        .filter(|l| l.contains("DNAT"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_published_port_reaches_the_sandbox_and_is_withdrawn() {
+    let Some(net) = TestNet::new() else { return };
+    let server = byte_server(8000);
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut sandbox = Killed(
+        net.nucleus(&["-p", "18090:8000"], &server)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    net.wait_for("the DNAT rules", |n| dnat_rules(n).len() == 2);
+    assert_eq!(
+        dnat_rules(&net),
+        [
+            "-A NUCLEUS-OUTPUT -p tcp -m tcp --dport 18090 -j DNAT --to-destination 10.88.0.2:8000",
+            "-A NUCLEUS-PREROUTING -p tcp -m tcp --dport 18090 -j DNAT --to-destination 10.88.0.2:8000",
+        ]
+    );
+    // The host's own addresses, loopback included (as with podman).
+    assert!(answers(&net, "10.88.0.1", 18090));
+    assert!(answers(&net, "127.0.0.1", 18090));
+    // SIGINT is forwarded (python, as PID 1, has a handler for it only);
+    // nucleus withdraws what it added.
+    // SAFETY: kill(2) on the pid of the child this test started.
+    unsafe { libc::kill(sandbox.0.id() as i32, libc::SIGINT) };
+    sandbox.0.wait().unwrap();
+    assert_eq!(net.nat_rules(), BASE_NAT_RULES);
+    assert_eq!(net.links(), ["lo", "nucleus0"]);
+    assert!(net.leases("nucleus0").is_empty());
+}
+
+#[test]
+fn a_host_port_in_use_is_refused_before_anything_is_made() {
+    let Some(net) = TestNet::new() else { return };
+    let mut taken = Command::new("nsenter")
+        .arg(&net.netns)
+        .args(["--", "python3", "-c"])
+        .arg(
+            "import socket, time\n\
+             s = socket.socket(); s.bind(('0.0.0.0', 18091)); s.listen(1)\n\
+             print('listening', flush=True); time.sleep(60)",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = taken.stdout.take().unwrap();
+    let _taken = Killed(taken);
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    let out = net.run(&["-p", "18091:80"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-p 18091:80/tcp") && err.contains("already in use"),
+        "{err}"
+    );
+    assert_eq!(net.links(), ["lo"], "no bridge was made");
+    assert_eq!(net.nat_rules(), "");
+}
+
+#[test]
+fn a_killed_sandboxs_published_ports_are_swept_at_the_next_start() {
+    let Some(net) = TestNet::new() else { return };
+    let mut first = Killed(
+        net.nucleus(&["-p", "18092:8000/udp"], &["sleep", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    net.wait_for("the DNAT rules", |n| dnat_rules(n).len() == 2);
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    net.wait_for("the veth to go", |n| n.links().len() == 2);
+    assert_eq!(dnat_rules(&net).len(), 2, "SIGKILL leaves them");
+    stdout(&net.run(&[], &["true"]));
+    assert_eq!(net.nat_rules(), BASE_NAT_RULES);
+    // The stale lease was swept with them, or taken over and released.
+    assert!(net.leases("nucleus0").is_empty());
+}
+
+#[test]
+fn a_subnet_overlapping_a_host_route_is_refused() {
+    let Some(net) = TestNet::new() else { return };
+    net.inside(&[
+        "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+    ]);
+    net.inside(&["ip", "addr", "add", "10.77.0.1/16", "dev", "v0"]);
+    net.inside(&["ip", "link", "set", "v0", "up"]);
+    let out = net.run(&["--bridge", "nb1", "--subnet", "10.77.5.0/24"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--subnet 10.77.5.0/24")
+            && err.contains("overlaps the host's route 10.77.0.0/16"),
+        "{err}"
+    );
+    assert_eq!(net.links(), ["lo", "v1", "v0"]);
+}
+
+/// The test namespace's outside: a veth with an address and a default
+/// route (the userspace NATs copy them), and a server on its loopback.
+fn uplink_and_loopback_server(net: &TestNet, port: u16) -> Killed {
+    net.inside(&[
+        "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+    ]);
+    net.inside(&["ip", "addr", "add", "192.0.2.2/24", "dev", "v0"]);
+    net.inside(&["ip", "link", "set", "v0", "up"]);
+    net.inside(&["ip", "link", "set", "v1", "up"]);
+    net.inside(&["ip", "route", "add", "default", "via", "192.0.2.1"]);
+    let mut server = Command::new("nsenter")
+        .arg(&net.netns)
+        .args(["--", "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(8)\n\
+             print('listening', flush=True)\n\
+             while True:\n\
+             \x20   c = s.accept()[0]; c.close()"
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = server.stdout.take().unwrap();
+    let server = Killed(server);
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    server
+}
+
+fn probe_connect(net: &TestNet, flags: &[&str], addr: &str, port: &str) -> String {
+    stdout(&net.run(
+        flags,
+        &["/probe/nucleus-probe", "try", "connect-tcp", addr, port],
+    ))
+}
+
+#[test]
+fn the_userspace_nats_reach_the_hosts_loopback_and_leave_nothing() {
+    let Some(net) = TestNet::new() else { return };
+    let _server = uplink_and_loopback_server(&net, 18093);
+    let before = (net.links(), net.nat_rules());
+    // pasta: the gateway's address is the host's loopback.
+    let out = probe_connect(&net, &["--nat-backend", "pasta"], "192.0.2.1", "18093");
+    assert!(out.contains("\"ok\":true"), "{out}");
+    // slirp4netns: 10.0.2.2 is.
+    let out = probe_connect(&net, &["--nat-backend", "slirp4netns"], "10.0.2.2", "18093");
+    assert!(out.contains("\"ok\":true"), "{out}");
+    // Egress rules apply inside, whatever the backend.
+    let out = probe_connect(
+        &net,
+        &[
+            "--nat-backend",
+            "pasta",
+            "--egress-allow",
+            "198.51.100.0/24",
+        ],
+        "192.0.2.1",
+        "18093",
+    );
+    assert!(
+        out.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        "{out}"
+    );
+    assert_eq!((net.links(), net.nat_rules()), before);
+    assert!(net.leases("nucleus0").is_empty());
+}
+
+#[test]
+fn pasta_publishes_a_port_and_slirp4netns_refuses_to() {
+    let Some(net) = TestNet::new() else { return };
+    let _server = uplink_and_loopback_server(&net, 18095);
+    let server = byte_server(8000);
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let _sandbox = Killed(
+        net.nucleus(&["--nat-backend", "pasta", "-p", "18094:8000"], &server)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(answers(&net, "127.0.0.1", 18094));
+    let out = net.run(
+        &["--nat-backend", "slirp4netns", "-p", "18096:80"],
+        &["true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slirp4netns cannot publish ports"), "{err}");
+}
+
+/// `nucleus run --network bridge FLAGS -- CMD` as NUCLEUS_TEST_USER,
+/// rootless. /dev/net/tun is 0600 on some hosts (Debian makes it 0666):
+/// the test's mount namespace gets a 0666 node of its own.
+fn rootless(net: &TestNet, flags: &[&str], cmd: &[&str]) -> Option<Output> {
+    let Ok(user) = std::env::var("NUCLEUS_TEST_USER") else {
+        eprintln!("SKIPPED: rootless userspace NAT needs NUCLEUS_TEST_USER");
+        assert!(std::env::var_os("NUCLEUS_REQUIRE_ALL").is_none());
+        return None;
+    };
+    let probe = Path::new(&std::env::var("NUCLEUS_PROBE").unwrap())
+        .parent()
+        .unwrap()
+        .to_owned();
+    let out = Command::new("nsenter")
+        .arg(&net.netns)
+        .args(["--", "unshare", "--mount", "--propagation", "private"])
+        .args([
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /mnt && mknod -m 666 /mnt/tun c 10 200 && \
+             mount --bind /mnt/tun /dev/net/tun && exec setpriv --reuid=\"$0\" \
+             --regid=\"$0\" --init-groups --reset-env -- \"$@\"",
+        ])
+        .arg(&user)
+        .arg(env!("CARGO_BIN_EXE_nucleus"))
+        .args(["run", "--network", "bridge", "-v"])
+        .arg(format!("{}:/probe:ro", probe.display()))
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+#[test]
+fn rootless_bridge_uses_a_userspace_nat_with_egress_rules() {
+    let Some(net) = TestNet::new() else { return };
+    let _server = uplink_and_loopback_server(&net, 18097);
+    let before = (net.links(), net.nat_rules());
+    let connect = [
+        "/probe/nucleus-probe",
+        "try",
+        "connect-tcp",
+        "192.0.2.1",
+        "18097",
+    ];
+    let Some(out) = rootless(&net, &[], &connect) else {
+        return;
+    };
+    let text = stdout(&out);
+    assert!(text.contains("\"ok\":true"), "auto picks pasta: {text}");
+    let out = rootless(&net, &["--egress-allow", "198.51.100.0/24"], &connect).unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        "{text}"
+    );
+    let out = rootless(&net, &["--nat-backend", "kernel"], &["true"]).unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a Linux bridge needs root"), "{err}");
+    assert_eq!((net.links(), net.nat_rules()), before);
 }

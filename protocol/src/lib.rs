@@ -12,6 +12,7 @@
 mod agent;
 mod codec;
 mod names;
+mod network;
 mod path;
 mod plan;
 mod security;
@@ -23,13 +24,15 @@ pub use agent::{
 };
 pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
 pub use names::{Arg, EnvName, Hostname, NameError, SandboxId, SandboxName};
+pub use network::{
+    Bridge, BridgeName, Cidr, EgressPolicy, Ipv4Subnet, KernelBridge, NatBackend, NetworkMode,
+    Proto, PublishedPort, MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED,
+};
 pub use path::{AbsPath, PathError};
 pub use plan::{
-    Argv, Bridge, BridgeName, Cidr, EgressPolicy, HostKind, IdMap, IdMapping, IoWeight, Ipv4Subnet,
-    Limits, MemoryLimit, MilliCpus, Mount, Namespaces, NetworkMode, PidsLimit, Plan, PlanError,
-    Process, RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR, MAX_COPY_BYTES,
-    MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS,
-    WORKSPACE_DIR,
+    Argv, HostKind, IdMap, IdMapping, IoWeight, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
+    PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR,
+    MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
 };
 pub use security::{
     Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,

@@ -281,3 +281,62 @@ fn cidrs_are_networks() {
         .unwrap()
         .within(cidr("0.0.0.0", 0).unwrap()));
 }
+
+#[test]
+fn bridged_plans_check_published_ports() {
+    let port = |ip: Option<&str>, host: u16, proto| PublishedPort {
+        host_ip: ip.map(|ip| ip.parse().unwrap()),
+        host_port: std::num::NonZeroU16::new(host).unwrap(),
+        port: std::num::NonZeroU16::new(80).unwrap(),
+        proto,
+    };
+    let bridged = |backend, publish| {
+        let mut plan = sample_plan();
+        plan.network = NetworkMode::Bridge(Bridge {
+            backend,
+            egress: None,
+            publish,
+        });
+        plan.validate()
+    };
+    let pasta = || NatBackend::Pasta;
+    assert_eq!(bridged(pasta(), vec![port(None, 8080, Proto::Tcp)]), Ok(()));
+    assert_eq!(
+        bridged(
+            pasta(),
+            vec![port(None, 8080, Proto::Tcp), port(None, 8080, Proto::Udp)]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        bridged(
+            pasta(),
+            vec![
+                port(Some("127.0.0.1"), 8080, Proto::Tcp),
+                port(None, 8080, Proto::Tcp)
+            ]
+        ),
+        Err(PlanError::PublishTwice("8080:80/tcp".into()))
+    );
+    assert_eq!(
+        bridged(
+            pasta(),
+            vec![
+                port(Some("127.0.0.1"), 8080, Proto::Tcp),
+                port(Some("127.0.0.2"), 8080, Proto::Tcp)
+            ]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        bridged(NatBackend::Slirp4netns, vec![port(None, 8080, Proto::Tcp)]),
+        Err(PlanError::PublishUnsupported)
+    );
+    let many = (1..=65).map(|p| port(None, 1000 + p, Proto::Tcp)).collect();
+    assert!(matches!(
+        bridged(pasta(), many),
+        Err(PlanError::TooMany { max: 64, .. })
+    ));
+    assert!(port(None, 80, Proto::Tcp).privileged());
+    assert!(!port(None, 1024, Proto::Tcp).privileged());
+}

@@ -5,96 +5,83 @@
 //! Everything per sandbox is undone when it ends; leases of sandboxes
 //! that died with their executor are taken over by the next one.
 //!
+//! Published ports are held by a bound socket in the executor for the
+//! sandbox's lifetime (so a port in use is an error before anything is
+//! made, and no one else takes it meanwhile) and forwarded by DNAT rules
+//! (see `firewall`); rules towards a stale lease are swept at each start.
+//!
 //! The work is done by iproute2, iptables and nsenter, each a short-lived
 //! child of the (single-threaded) executor.
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use protocol::Bridge;
+use protocol::{KernelBridge, PublishedPort};
 
 use crate::error::Error;
+use crate::firewall::Firewall;
 use crate::live_start_time;
 use crate::sys;
+use crate::tools::{failed, run, tool, Inside};
 
 /// One lease file per address in use, named by the address.
 const LEASES: &str = "/run/nucleus/leases";
-/// The nat chain nucleus owns; POSTROUTING jumps to it.
-pub const NAT_CHAIN: &str = "NUCLEUS-POSTROUTING";
 
 /// A sandbox's place on the bridge, released by `detach`.
-#[derive(Debug)]
 pub struct Attached {
     veth: String,
     lease: PathBuf,
-}
-
-fn failed(step: String, detail: impl Into<String>) -> Error {
-    Error::Setup {
-        step,
-        source: io::Error::other(detail.into()),
-    }
-}
-
-/// Where the tools are looked up: a fixed list, never the environment's
-/// PATH (a privileged executor must not run what a caller's PATH names;
-/// the helper has no environment at all).
-const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// One of the network tools, with a clean environment.
-pub fn tool(program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.env_clear().env("PATH", TOOL_PATH);
-    c
-}
-
-/// nsenter's `--net=` argument for the namespace behind `netns`, through
-/// an inheritable copy of it (the first element; keep it until the
-/// commands ran). /proc/PID/ns of a sandbox running as another user is
-/// closed to an executor without CAP_SYS_PTRACE; the descriptor is not.
-pub fn nsenter_arg(netns: BorrowedFd<'_>) -> Result<(OwnedFd, String), Error> {
-    let copy = sys::dup_inheritable(netns)
-        .map_err(|e| failed("passing the network namespace on".into(), e.to_string()))?;
-    let arg = format!("--net=/proc/self/fd/{}", copy.as_raw_fd());
-    Ok((copy, arg))
-}
-
-/// Runs a command; its stderr becomes the error.
-fn run(program: &str, args: &[&str]) -> Result<String, Error> {
-    let step = || format!("{program} {}", args.join(" "));
-    let out = tool(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            failed(
-                step(),
-                format!("{e} (--network bridge needs iproute2, iptables and util-linux)"),
-            )
-        })?;
-    if !out.status.success() {
-        return Err(failed(
-            step(),
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    address: Ipv4Addr,
+    published: Vec<PublishedPort>,
+    /// The bound sockets holding the published host ports.
+    _reserved: Vec<OwnedFd>,
+    firewall: &'static dyn Firewall,
 }
 
 /// Attaches process `pid`'s network namespace (the sandbox's, already
-/// holding a loopback) to the bridge.
-pub fn attach(bridge: &Bridge, pid: libc::pid_t, netns: BorrowedFd<'_>) -> Result<Attached, Error> {
+/// holding a loopback) to the bridge, with `ports` forwarded to it.
+pub fn attach(
+    bridge: &KernelBridge,
+    ports: &[PublishedPort],
+    firewall: &'static dyn Firewall,
+    inside: &Inside<'_>,
+) -> Result<Attached, Error> {
+    let pid = inside.pid;
+    let reserved = reserve(ports)?;
     ensure_bridge(bridge)?;
-    ensure_nat(bridge)?;
-    let (address, lease) = lease(bridge, pid)?;
-    let veth = format!("nv{pid}");
-    let attached = Attached { veth, lease };
-    match connect(bridge, pid, netns, address, &attached.veth) {
+    fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(|e| failed("enabling IPv4 forwarding".into(), e.to_string()))?;
+    if !ports.is_empty() {
+        // A published port's DNAT from 127.0.0.1 must be routed out.
+        let localnet = format!(
+            "/proc/sys/net/ipv4/conf/{}/route_localnet",
+            bridge.name.as_str()
+        );
+        fs::write(&localnet, "1")
+            .map_err(|e| failed(format!("writing {localnet}"), e.to_string()))?;
+    }
+    firewall.masquerade(bridge)?;
+    let dir = lease_dir(bridge)?;
+    for failure in firewall.sweep(&|address| holder_alive(&dir.join(address.to_string()))) {
+        eprintln!("nucleus: warning: removing a dead sandbox's port forwarding: {failure}");
+    }
+    let (address, lease) = lease(bridge, &dir, pid)?;
+    let attached = Attached {
+        veth: format!("nv{pid}"),
+        lease,
+        address,
+        published: ports.to_vec(),
+        _reserved: reserved,
+        firewall,
+    };
+    let connected = connect(bridge, inside, address, &attached.veth)
+        .and_then(|()| firewall.publish(ports, address));
+    match connected {
         Ok(()) => Ok(attached),
         Err(e) => {
             attached.detach();
@@ -103,11 +90,30 @@ pub fn attach(bridge: &Bridge, pid: libc::pid_t, netns: BorrowedFd<'_>) -> Resul
     }
 }
 
+/// Binds every published host port, or says which one is taken.
+pub fn reserve(ports: &[PublishedPort]) -> Result<Vec<OwnedFd>, Error> {
+    ports
+        .iter()
+        .map(|p| {
+            let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            sys::reserve_port(p.proto == protocol::Proto::Tcp, ip, p.host_port.get()).map_err(|e| {
+                let why = match e.raw_os_error() {
+                    Some(libc::EADDRINUSE) => "the host port is already in use".to_owned(),
+                    Some(libc::EADDRNOTAVAIL) => "the host has no such address".to_owned(),
+                    _ => e.to_string(),
+                };
+                failed(format!("-p {p}"), why)
+            })
+        })
+        .collect()
+}
+
 impl Attached {
-    /// Removes the host end of the veth (if the namespace's end did not
-    /// take it along already) and the lease; what failed, as text.
+    /// Withdraws the forwarded ports, removes the host end of the veth (if
+    /// the namespace's end did not take it along already) and the lease;
+    /// what failed, as text.
     pub fn detach(self) -> Vec<String> {
-        let mut failures = Vec::new();
+        let mut failures = self.firewall.withdraw(&self.published, self.address);
         let exists = tool("ip")
             .args(["link", "show", "dev", &self.veth])
             .stdout(Stdio::null())
@@ -128,7 +134,7 @@ impl Attached {
     }
 }
 
-fn gateway(bridge: &Bridge) -> Result<Ipv4Addr, Error> {
+fn gateway(bridge: &KernelBridge) -> Result<Ipv4Addr, Error> {
     bridge
         .subnet
         .host(1)
@@ -137,13 +143,14 @@ fn gateway(bridge: &Bridge) -> Result<Ipv4Addr, Error> {
 
 /// The bridge with the subnet's first address, up: made if missing; an
 /// existing interface of that name must be a bridge with that address.
-fn ensure_bridge(bridge: &Bridge) -> Result<(), Error> {
+fn ensure_bridge(bridge: &KernelBridge) -> Result<(), Error> {
     let name = bridge.name.as_str();
     let gw = format!("{}/{}", gateway(bridge)?, bridge.subnet.prefix());
     let exists = || run("ip", &["-d", "-o", "link", "show", "dev", name]);
     let details = match exists() {
         Ok(details) => details,
         Err(_) => {
+            check_routes(bridge)?;
             // Another sandbox may make it at the same moment: then use theirs.
             if run("ip", &["link", "add", name, "type", "bridge"]).is_ok() {
                 run("ip", &["addr", "add", &gw, "dev", name])?;
@@ -167,48 +174,64 @@ fn ensure_bridge(bridge: &Bridge) -> Result<(), Error> {
     run("ip", &["link", "set", "dev", name, "up"]).map(drop)
 }
 
-/// Forwarding on, and MASQUERADE for the subnet's traffic leaving by any
-/// other interface, in the nat chain nucleus owns (added once).
-fn ensure_nat(bridge: &Bridge) -> Result<(), Error> {
-    fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|e| failed("enabling IPv4 forwarding".into(), e.to_string()))?;
-    let subnet = bridge.subnet.to_string();
-    let name = bridge.name.as_str();
-    let ipt = |args: &[&str]| run("iptables", &[&["-w", "-t", "nat"], args].concat());
-    if ipt(&["-L", NAT_CHAIN, "-n"]).is_err() {
-        // Made by a concurrent start in between is fine too.
-        let _ = ipt(&["-N", NAT_CHAIN]);
-    }
-    let jump = ["POSTROUTING", "-j", NAT_CHAIN];
-    if ipt(&[&["-C"], &jump[..]].concat()).is_err() {
-        ipt(&[&["-A"], &jump[..]].concat())?;
-    }
-    let rule = [
-        NAT_CHAIN,
-        "-s",
-        &subnet,
-        "!",
-        "-o",
-        name,
-        "-j",
-        "MASQUERADE",
-    ];
-    if ipt(&[&["-C"], &rule[..]].concat()).is_err() {
-        ipt(&[&["-A"], &rule[..]].concat())?;
+/// A new bridge's subnet must not overlap a network the host already
+/// routes: its route would shadow (or be shadowed by) that one.
+fn check_routes(bridge: &KernelBridge) -> Result<(), Error> {
+    let routes = run("ip", &["-o", "-4", "route", "show", "table", "all"])?;
+    let subnet = bridge.subnet;
+    let (ours, our_prefix) = <(Ipv4Addr, u8)>::from(subnet);
+    for line in routes.lines() {
+        let Some(dest) = line.split_whitespace().next() else {
+            continue;
+        };
+        let (addr, prefix) = match dest.split_once('/') {
+            Some((a, p)) => (a, p.parse::<u8>().ok()),
+            None => (dest, Some(32)),
+        };
+        if line.contains(&format!(" dev {} ", bridge.name.as_str())) {
+            continue;
+        }
+        // The default route and special routes (local, broadcast: their
+        // first word is the type) overlap nothing.
+        let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+            continue;
+        };
+        if prefix == 0 {
+            continue;
+        }
+        let shorter = prefix.min(our_prefix);
+        let mask = u32::MAX.checked_shl(32 - u32::from(shorter)).unwrap_or(0);
+        if u32::from(addr) & mask == u32::from(ours) & mask {
+            return Err(failed(
+                format!("--subnet {subnet}"),
+                format!(
+                    "overlaps the host's route {}; choose another --subnet",
+                    line.trim()
+                ),
+            ));
+        }
     }
     Ok(())
 }
 
-/// The first free address after the gateway, held by a file that names
-/// its holder (pid and start time). A lease whose holder is gone is stale
-/// and taken over: that is the clean-up after a crash.
-fn lease(bridge: &Bridge, pid: libc::pid_t) -> Result<(Ipv4Addr, PathBuf), Error> {
+fn lease_dir(bridge: &KernelBridge) -> Result<PathBuf, Error> {
     let dir = PathBuf::from(LEASES).join(bridge.name.as_str());
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(|e| failed(format!("creating {}", dir.display()), e.to_string()))?;
+    Ok(dir)
+}
+
+/// The first free address after the gateway, held by a file that names
+/// its holder (pid and start time). A lease whose holder is gone is stale
+/// and taken over: that is the clean-up after a crash.
+fn lease(
+    bridge: &KernelBridge,
+    dir: &std::path::Path,
+    pid: libc::pid_t,
+) -> Result<(Ipv4Addr, PathBuf), Error> {
     let holder = format!("{pid} {}\n", live_start_time(pid).unwrap_or_default());
     for n in 2..=bridge.subnet.hosts() {
         let Some(address) = bridge.subnet.host(n) else {
@@ -245,11 +268,21 @@ fn lease(bridge: &Bridge, pid: libc::pid_t) -> Result<(Ipv4Addr, PathBuf), Error
     ))
 }
 
+/// Whether the lease at `lease` is held by a live process. A missing
+/// lease is not; an empty one is being written by its holder, unless it
+/// has been empty for a while (its holder died in between).
 fn holder_alive(lease: &std::path::Path) -> bool {
-    let Ok(text) = fs::read_to_string(lease) else {
-        // Being written right now by its holder.
-        return true;
+    let text = match fs::read_to_string(lease) {
+        Ok(text) => text,
+        Err(e) => return e.kind() != io::ErrorKind::NotFound,
     };
+    if text.is_empty() {
+        let age = fs::metadata(lease)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        return age.is_none_or(|age| age < std::time::Duration::from_secs(10));
+    }
     let mut fields = text.split_whitespace();
     match (fields.next().and_then(|p| p.parse().ok()), fields.next()) {
         (Some(pid), Some(start)) => live_start_time(pid).is_some_and(|t| t.to_string() == start),
@@ -261,13 +294,12 @@ fn holder_alive(lease: &std::path::Path) -> bool {
 /// the sandbox's namespace as `eth0` with the leased address and a
 /// default route through the bridge.
 fn connect(
-    bridge: &Bridge,
-    pid: libc::pid_t,
-    netns: BorrowedFd<'_>,
+    bridge: &KernelBridge,
+    inside: &Inside<'_>,
     address: Ipv4Addr,
     veth: &str,
 ) -> Result<(), Error> {
-    let pid_s = pid.to_string();
+    let pid_s = inside.pid.to_string();
     run(
         "ip",
         &[
@@ -286,8 +318,8 @@ fn connect(
             "up",
         ],
     )?;
-    let (_inherited, netns) = nsenter_arg(netns)?;
-    let inside = |args: &[&str]| run("nsenter", &[&[netns.as_str(), "--", "ip"], args].concat());
+    let entered = inside.enter()?;
+    let inside = |args: &[&str]| entered.run("ip", args);
     let cidr = format!("{address}/{}", bridge.subnet.prefix());
     inside(&["addr", "add", &cidr, "dev", "eth0"])?;
     inside(&["link", "set", "dev", "eth0", "up"])?;

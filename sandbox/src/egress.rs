@@ -5,13 +5,12 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::fd::BorrowedFd;
 use std::process::Stdio;
 
 use protocol::{Cidr, EgressPolicy};
 
-use crate::bridge;
 use crate::error::Error;
+use crate::tools::Inside;
 
 pub const CHAIN: &str = "NUCLEUS-EGRESS";
 pub const LOG_PREFIX: &str = "nucleus-egress-denied: ";
@@ -83,17 +82,18 @@ pub fn rules(policy: &EgressPolicy, ipv6: bool) -> String {
     r.join("\n") + "\n"
 }
 
-/// Loads the rules into process `pid`'s network namespace; any failure
-/// is fatal (a sandbox that asked for a policy never runs without it).
-pub fn apply(policy: &EgressPolicy, netns: BorrowedFd<'_>) -> Result<(), Error> {
-    let (_inherited, netns) = bridge::nsenter_arg(netns)?;
+/// Loads the rules into the sandbox's network namespace; any failure is
+/// fatal (a sandbox that asked for a policy never runs without it).
+pub fn apply(policy: &EgressPolicy, inside: &Inside<'_>) -> Result<(), Error> {
+    let entered = inside.enter()?;
     for (tool, ipv6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
         let failed = |detail: String| Error::Setup {
             step: format!("loading the egress rules ({tool})"),
             source: std::io::Error::other(detail),
         };
-        let mut child = bridge::tool("nsenter")
-            .args([netns.as_str(), "--", tool, "-w"])
+        let mut child = entered
+            .nsenter(tool)
+            .arg("-w")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -17,6 +17,7 @@ mod child;
 mod egress;
 mod error;
 mod exec;
+mod firewall;
 mod idmap;
 mod inputs;
 mod landlock;
@@ -29,7 +30,10 @@ pub mod signals;
 mod sources;
 mod supervise;
 mod sys;
+mod tools;
 pub mod tree;
+mod uplink;
+mod userspace;
 
 pub use error::Error;
 pub use inputs::{Inputs, SyncBack};

@@ -12,7 +12,8 @@ use protocol::{ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
 use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
-use crate::{bridge, child, egress, idmap, sys, tree};
+use crate::tools::Inside;
+use crate::{child, idmap, sys, tree, uplink};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,16 +156,13 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
                     "the sandbox ended before its network was set up".into(),
                 ));
             };
-            if sys::geteuid() != 0 {
-                return Err(Error::Setup {
-                    step: "--network bridge".into(),
-                    source: io::Error::other("the kernel bridge backend needs root"),
-                });
-            }
-            attached = Some(bridge::attach(bridge, pid, netns.as_fd())?);
-            if let Some(policy) = &bridge.egress {
-                egress::apply(policy, netns.as_fd())?;
-            }
+            attached = Some(uplink::attach(
+                bridge,
+                &Inside {
+                    pid,
+                    netns: netns.as_fd(),
+                },
+            )?);
             sys::send_byte(sock.as_fd()).step(|| "handing the network over".into())?;
         }
         let receive = |wanted: bool, what: &str| match (&control, wanted) {
@@ -266,11 +264,9 @@ fn mirror_as(
         .map_err(|_| io::Error::other("the sync thread panicked"))?
 }
 
-/// Takes the sandbox off the bridge; failures are reported, not fatal:
-/// the sandbox has ended either way.
-fn detach(attached: Option<bridge::Attached>) {
-    for failure in attached.map(bridge::Attached::detach).unwrap_or_default() {
-        eprintln!("nucleus: warning: cleaning up the bridge network: {failure}");
+fn detach(attached: Option<uplink::Uplink>) {
+    if let Some(uplink) = attached {
+        uplink.detach();
     }
 }
 

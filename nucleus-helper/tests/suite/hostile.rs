@@ -845,9 +845,12 @@ fn an_unprivileged_caller_gets_only_the_default_bridge() {
     plan.ids.uid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
     plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
     plan.network = NetworkMode::Bridge(Bridge {
-        name: BridgeName::try_from("eth0".to_owned()).unwrap(),
-        subnet: Ipv4Subnet::try_from(Bridge::DEFAULT_SUBNET).unwrap(),
+        backend: NatBackend::Kernel(KernelBridge {
+            name: BridgeName::try_from("eth0".to_owned()).unwrap(),
+            subnet: Ipv4Subnet::try_from(KernelBridge::DEFAULT_SUBNET).unwrap(),
+        }),
         egress: None,
+        publish: Vec::new(),
     });
     let (answer, _sock, child, _peer) = launch_plan_as(65534, &plan);
     expect_refusal(
@@ -855,5 +858,20 @@ fn an_unprivileged_caller_gets_only_the_default_bridge() {
         ErrorCode::Unauthorized,
         "other bridges and subnets need root",
     );
+    finished_cleanly(child);
+}
+
+#[test]
+fn a_userspace_nat_never_runs_in_the_helper() {
+    let mut plan = sample_plan();
+    plan.ids.uid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.network = NetworkMode::Bridge(Bridge {
+        backend: NatBackend::Pasta,
+        egress: None,
+        publish: Vec::new(),
+    });
+    let (answer, _sock, child, _peer) = launch_plan_as(65534, &plan);
+    expect_refusal(answer, ErrorCode::BadRequest, "runs as the caller");
     finished_cleanly(child);
 }

@@ -94,11 +94,43 @@ fn bad_bridge_options_are_refused() {
     ] {
         refused(&["--network", "bridge", flag, value], named);
     }
+    for misplaced in [
+        &["--bridge", "nucleus0"][..],
+        &["--subnet", "10.0.0.0/8"],
+        &["--nat-backend", "pasta"],
+        &["-p", "8080:80"],
+        &["--egress-allow", "10.0.0.0/8"],
+    ] {
+        refused(misplaced, "needs --network bridge");
+    }
     refused(
-        &["--bridge", "nucleus0"],
-        "--bridge and --subnet are for --network bridge",
+        &["--network", "bridge", "--nat-backend", "bogus"],
+        "--nat-backend bogus",
     );
-    refused(&["--egress-allow", "10.0.0.0/8"], "need --network bridge");
+    refused(
+        &[
+            "--network",
+            "bridge",
+            "--nat-backend",
+            "pasta",
+            "--subnet",
+            "10.9.0.0/16",
+        ],
+        "--bridge and --subnet are for the kernel backend",
+    );
+    for bad in [
+        "80",
+        "0:80",
+        "8080:65536",
+        "300.1.1.1:8080:80",
+        "8080:80/sctp",
+    ] {
+        refused(&["--network", "bridge", "-p", bad], &format!("-p {bad}"));
+    }
+    refused(
+        &["--network", "bridge", "-p", "8080:80", "-p", "8080:81"],
+        "published twice",
+    );
     let bridge = ["--network", "bridge"];
     for (flag, value) in [
         ("--egress-allow", "10.0.0.1/8"),
@@ -119,7 +151,7 @@ fn bridge_needs_root(id: &Identity) {
         return;
     }
     Nucleus::bare(id)
-        .args(["--network", "bridge"])
+        .args(["--network", "bridge", "--nat-backend", "kernel"])
         .run(&["true"])
-        .assert_refused("needs root");
+        .assert_refused("a Linux bridge needs root");
 }

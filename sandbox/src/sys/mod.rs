@@ -10,10 +10,12 @@ use protocol::SockFilter;
 
 mod fs;
 mod mount;
+mod net;
 mod term;
 
 pub use fs::*;
 pub use mount::*;
+pub use net::*;
 pub use term::*;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
