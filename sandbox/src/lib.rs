@@ -14,6 +14,7 @@
 mod bridge;
 mod caps;
 mod child;
+pub mod dns;
 mod egress;
 mod error;
 mod exec;
