@@ -24,6 +24,7 @@ mod inputs;
 mod landlock;
 mod mounts;
 mod net;
+pub mod nflog;
 mod overlay;
 pub mod pty;
 mod rootfs;

@@ -1,5 +1,6 @@
 //! Every raw system call the mechanics need, and the only `unsafe` in the
-//! crate (this module and its submodules: `mount`, `term`, `fs`). Each wrapper turns the C convention (-1 + errno) into
+//! crate (this module and its submodules: `mount`, `term`, `fs`,
+//! `netlink`). Each wrapper turns the C convention (-1 + errno) into
 //! `io::Result` and owns the invariants its SAFETY comment names.
 
 use std::ffi::{CStr, CString};
@@ -11,11 +12,13 @@ use protocol::SockFilter;
 mod fs;
 mod mount;
 mod net;
+mod netlink;
 mod term;
 
 pub use fs::*;
 pub use mount::*;
 pub use net::*;
+pub use netlink::*;
 pub use term::*;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
