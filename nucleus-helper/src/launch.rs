@@ -401,6 +401,7 @@ fn prepare(
         secrets: fds.secret_fds,
         host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
         stdio: fds.stdio,
+        egress_report: fds.egress_report,
     };
     // Made before the fork: cgroup v2 enables controllers only over
     // cgroups without processes, and the sandbox is born in ours.

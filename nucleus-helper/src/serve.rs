@@ -6,8 +6,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use protocol::{
-    Envelope, ErrorCode, HostKind, Message, Plan, PlanDigest, Verified, WireError,
-    PROTOCOL_VERSION, STDIO_FDS,
+    Envelope, ErrorCode, HostKind, Message, Plan, PlanDigest, Verified, WireError, PROTOCOL_VERSION,
 };
 
 use crate::conn::{Conn, ConnError};
@@ -55,6 +54,8 @@ pub struct Descriptors {
     pub secret_fds: Vec<OwnedFd>,
     /// The caller's stdin, stdout and stderr.
     pub stdio: Vec<OwnedFd>,
+    /// Where the egress report goes, opened for writing by the caller.
+    pub egress_report: Option<OwnedFd>,
     /// The caller's mount namespace, where `host_fds` live.
     pub mount_ns: OwnedFd,
 }
@@ -159,7 +160,25 @@ fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal>
     let mount_ns = fds
         .pop()
         .ok_or_else(|| refuse(ErrorCode::BadRequest, "no descriptors"))?;
-    let stdio = fds.split_off(expected - 1 - STDIO_FDS);
+    let egress_report = if plan.egress_report_file() {
+        let fd = fds
+            .pop()
+            .ok_or_else(|| refuse(ErrorCode::BadRequest, "no egress report descriptor"))?;
+        let mode = sys::fstat(fd.as_fd())
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("egress report: {e}")))?
+            .st_mode
+            & libc::S_IFMT;
+        if !sys::is_writable(fd.as_fd()) || mode == libc::S_IFDIR {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                "the egress report's descriptor is not open for writing",
+            ));
+        }
+        Some(fd)
+    } else {
+        None
+    };
+    let stdio = fds.split_off(paths.len() + plan.secrets.len());
     let secret_fds = fds.split_off(paths.len());
     for ((path, kind), fd) in paths.iter().zip(&fds) {
         let mode = sys::fstat(fd.as_fd())
@@ -202,6 +221,7 @@ fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal>
         host_fds: fds,
         secret_fds,
         stdio,
+        egress_report,
         mount_ns,
     })
 }

@@ -168,6 +168,16 @@ pub fn is_o_path(fd: BorrowedFd<'_>) -> bool {
     flags < 0 || flags & libc::O_PATH != 0
 }
 
+/// Whether `fd` was opened for writing (and is not O_PATH): the egress
+/// report is only ever written through the caller's own descriptor.
+pub fn is_writable(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GETFL takes no argument and only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0
+        && flags & libc::O_PATH == 0
+        && matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
+}
+
 pub enum Forked {
     Child,
     Parent(libc::pid_t),

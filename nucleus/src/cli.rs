@@ -83,12 +83,15 @@ network:
                              forward the host's port HOST (on IP, default
                              all) to the sandbox's PORT (repeatable); host
                              ports below 1024 need root or authorization
-  --egress-allow CIDR        with --network bridge: deny all outbound
-                             traffic but to CIDR (repeatable), DNS to the
-                             --dns resolvers, loopback and replies; denied
-                             packets are logged (nucleus-egress-denied:)
+  --egress-allow CIDR|DOMAIN with --network bridge: deny all outbound
+                             traffic but to CIDR or DOMAIN's addresses
+                             (resolved through --dns at start and again
+                             within their TTL; repeatable), DNS to the
+                             --dns resolvers, loopback and replies
   --egress-tcp-port N        allowed networks only on these TCP ports
   --egress-udp-port N        and these UDP ports (repeatable)
+  --egress-report FILE       each denied destination once, as NDJSON
+                             (default in agent mode: a line on stderr)
   --dns IP                   a resolver for /etc/resolv.conf (repeatable, at
                              most 3; default: the host's file)
 
@@ -136,6 +139,7 @@ pub struct RunSpec {
     pub egress_allow: Vec<String>,
     pub egress_tcp_ports: Vec<String>,
     pub egress_udp_ports: Vec<String>,
+    pub egress_report: Option<PathBuf>,
     pub dns: Vec<std::net::IpAddr>,
     /// `-e` entries in order: (name, value); `None` copies the caller's.
     pub env: Vec<(String, Option<String>)>,
@@ -222,6 +226,7 @@ impl RunSpec {
             egress_allow: Vec::new(),
             egress_tcp_ports: Vec::new(),
             egress_udp_ports: Vec::new(),
+            egress_report: None,
             dns: Vec::new(),
             env: Vec::new(),
             env_files: Vec::new(),
@@ -357,6 +362,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("egress-tcp-port") => spec
                 .egress_tcp_ports
                 .push(string(parser.value()?, "--egress-tcp-port")?),
+            Long("egress-report") => spec.egress_report = Some(parser.value()?.into()),
             Long("egress-udp-port") => spec
                 .egress_udp_ports
                 .push(string(parser.value()?, "--egress-udp-port")?),

@@ -70,7 +70,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         (None, None) => default_hostname()?,
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
-    let network = network::compile(spec, caller, &mut mounts)?;
+    let (network, egress_report) = network::compile(spec, caller, &mut mounts)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
     let agent = agent::compile(&spec.agent)?;
@@ -135,6 +135,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         host_trees: Vec::new(),
         stdio: Vec::new(),
         sync_back: None,
+        egress_report,
     };
     Ok((plan, inputs))
 }

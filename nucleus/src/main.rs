@@ -202,7 +202,7 @@ fn run() -> Result<u8, Failure> {
                     })
                 );
             if via_helper && needs_privilege {
-                let ended = client::run(&plan, inputs.secrets)?;
+                let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
                 if ended.out_of_memory {
                     eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
                 }

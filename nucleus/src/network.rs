@@ -6,10 +6,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU16;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
-    Arg, Bridge, BridgeName, Cidr, EgressPolicy, Ipv4Subnet, KernelBridge, Mount, NatBackend,
-    NetworkMode, Proto, PublishedPort, MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED,
+    Arg, Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
+    Mount, NatBackend, NetworkMode, Proto, PublishedPort, ServiceMode, MAX_EGRESS_DOMAINS,
+    MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED,
 };
 
 use crate::cli::{Nat, Network, RunSpec};
@@ -24,25 +28,31 @@ const MAX_DNS: usize = 3;
 const TOOL_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
-/// of the host's copy).
-pub fn compile(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
+/// of the host's copy); with it, the egress report's file, opened here.
+pub fn compile(
+    spec: &RunSpec,
+    caller: Caller,
+    mounts: &mut Vec<Mount>,
+) -> Result<(NetworkMode, Option<OwnedFd>)> {
     if spec.network != Network::Bridge {
         let misplaced = [
             ("--bridge", spec.bridge.is_some()),
             ("--subnet", spec.subnet.is_some()),
             ("--nat-backend", spec.nat.is_some()),
             ("-p", !spec.publish.is_empty()),
+            ("--egress-report", spec.egress_report.is_some()),
             ("--egress-allow and --egress-*-port", egress_asked(spec)),
         ];
         if let Some((flag, _)) = misplaced.iter().find(|(_, given)| *given) {
             bail!("{flag}: needs --network bridge (with none nothing leaves; with host the host's own rules apply)");
         }
     }
+    let mut report_file = None;
     let mode = match spec.network {
         Network::None => NetworkMode::None,
         Network::Bridge => NetworkMode::Bridge(Bridge {
             backend: backend(spec, caller)?,
-            egress: egress(spec)?,
+            egress: egress(spec, &mut report_file)?,
             publish: publish(&spec.publish)?,
         }),
         Network::Host if spec.allow_host_network => NetworkMode::Host,
@@ -51,7 +61,7 @@ pub fn compile(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Resul
         ),
     };
     resolv_conf(spec, mounts)?;
-    Ok(mode)
+    Ok((mode, report_file))
 }
 
 fn egress_asked(spec: &RunSpec) -> bool {
@@ -196,16 +206,32 @@ fn published(v: &str) -> std::result::Result<PublishedPort, String> {
     })
 }
 
-/// `--egress-*`: a policy once any is given.
-fn egress(spec: &RunSpec) -> Result<Option<EgressPolicy>> {
+/// `--egress-*`: a policy once any is given. Denied destinations are
+/// reported to `--egress-report`'s file, or else on stderr in agent mode.
+fn egress(spec: &RunSpec, report_file: &mut Option<OwnedFd>) -> Result<Option<EgressPolicy>> {
     if !egress_asked(spec) {
+        if spec.egress_report.is_some() {
+            bail!("--egress-report: reports what --egress-allow denies; give a policy (--egress-allow, --egress-*-port)");
+        }
         return Ok(None);
     }
-    let allow = spec
-        .egress_allow
-        .iter()
-        .map(|v| cidr(v).map_err(|why| anyhow!("--egress-allow {v}: {why}")))
-        .collect::<Result<Vec<_>>>()?;
+    let mut allow = Vec::new();
+    let mut domains = Vec::new();
+    for v in &spec.egress_allow {
+        match cidr(v) {
+            Ok(net) => allow.push(net),
+            Err(why) if v.bytes().any(|b| b.is_ascii_alphabetic()) && !v.contains(':') => {
+                let domain = Domain::try_from(v.clone()).map_err(|e| {
+                    anyhow!("--egress-allow {v}: neither a network ({why}) nor {e}")
+                })?;
+                if spec.dns.is_empty() {
+                    bail!("--egress-allow {v}: a domain needs --dns, the resolver both nucleus and the sandbox ask");
+                }
+                domains.push(domain);
+            }
+            Err(why) => bail!("--egress-allow {v}: {why}"),
+        }
+    }
     let ports = |flag: &str, list: &[String]| {
         list.iter()
             .map(|v| {
@@ -216,14 +242,40 @@ fn egress(spec: &RunSpec) -> Result<Option<EgressPolicy>> {
             })
             .collect::<Result<Vec<u16>>>()
     };
+    let report = match &spec.egress_report {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("--egress-report {}", path.display()))?;
+            *report_file = Some(file.into());
+            EgressReport::File
+        }
+        None if spec.mode == ServiceMode::Agent => EgressReport::Stderr,
+        None => EgressReport::Off,
+    };
     let policy = EgressPolicy {
         allow,
+        domains,
         tcp_ports: ports("--egress-tcp-port", &spec.egress_tcp_ports)?,
         udp_ports: ports("--egress-udp-port", &spec.egress_udp_ports)?,
         dns: spec.dns.clone(),
+        report,
     };
     for (what, count, max) in [
-        ("--egress-allow", policy.allow.len(), MAX_EGRESS_NETS),
+        (
+            "--egress-allow networks",
+            policy.allow.len(),
+            MAX_EGRESS_NETS,
+        ),
+        (
+            "--egress-allow domains",
+            policy.domains.len(),
+            MAX_EGRESS_DOMAINS,
+        ),
         (
             "--egress-tcp-port",
             policy.tcp_ports.len(),
@@ -249,8 +301,7 @@ fn cidr(v: &str) -> std::result::Result<Cidr, String> {
         None => (v, None),
     };
     let addr: IpAddr = addr.parse().map_err(|_| {
-        "expected an IPv4 or IPv6 network like 192.0.2.0/24 (domain names are not supported yet)"
-            .to_owned()
+        "expected an IPv4 or IPv6 network like 192.0.2.0/24, or a domain name".to_owned()
     })?;
     let prefix = match prefix {
         Some(p) => p

@@ -658,3 +658,145 @@ fn rootless_bridge_uses_a_userspace_nat_with_egress_rules() {
     assert!(err.contains("a Linux bridge needs root"), "{err}");
     assert_eq!((net.links(), net.nat_rules()), before);
 }
+
+/// A DNS server on the bridge's address (port 53), inside the test
+/// namespace: `allowed.test` has an A record (TTL 1) whose address is
+/// 192.0.2.99 for the first `flip_after` queries and 10.88.0.1 after;
+/// every other name is NXDOMAIN; AAAA answers are empty.
+fn dns_server(net: &TestNet, flip_after: u32) -> Killed {
+    let script = format!(
+        "import socket, struct\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.88.0.1', 53))\n\
+         print('listening', flush=True)\n\
+         asked = 0\n\
+         while True:\n\
+         \x20   q, peer = s.recvfrom(512)\n\
+         \x20   end = q.index(b'\\0', 12) + 5\n\
+         \x20   labels, i = [], 12\n\
+         \x20   while q[i]: labels.append(q[i+1:i+1+q[i]].decode()); i += 1 + q[i]\n\
+         \x20   qtype = struct.unpack('>H', q[i+1:i+3])[0]\n\
+         \x20   name = '.'.join(labels).lower()\n\
+         \x20   head = q[:2]\n\
+         \x20   if name != 'allowed.test':\n\
+         \x20       s.sendto(head + struct.pack('>HHHHH', 0x8183, 1, 0, 0, 0) + q[12:end], peer); continue\n\
+         \x20   if qtype != 1:\n\
+         \x20       s.sendto(head + struct.pack('>HHHHH', 0x8180, 1, 0, 0, 0) + q[12:end], peer); continue\n\
+         \x20   asked += 1\n\
+         \x20   addr = [192, 0, 2, 99] if asked <= {flip_after} else [10, 88, 0, 1]\n\
+         \x20   rr = struct.pack('>HHHIH', 0xc00c, 1, 1, 1, 4) + bytes(addr)\n\
+         \x20   s.sendto(head + struct.pack('>HHHHH', 0x8180, 1, 1, 0, 0) + q[12:end] + rr, peer)"
+    );
+    let mut server = Command::new("nsenter")
+        .arg(&net.netns)
+        .args(["--", "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = server.stdout.take().unwrap();
+    let server = Killed(server);
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    server
+}
+
+#[test]
+fn egress_to_a_domain_follows_its_addresses() {
+    let Some(net) = TestNet::new() else { return };
+    stdout(&net.run(&[], &["true"]));
+    let _web = serve(&net, &[18081, 18082]);
+    let _dns = dns_server(&net, 0);
+    let policy = [
+        "--dns",
+        "10.88.0.1",
+        "--egress-allow",
+        "allowed.test",
+        "--egress-tcp-port",
+        "18081",
+    ];
+    assert_eq!(connect(&net, &policy, "18081"), (true, None));
+    let dropped = (false, Some(i64::from(libc::ETIMEDOUT)));
+    assert_eq!(connect(&net, &policy, "18082"), dropped);
+    // A name that does not resolve: refused before anything is made.
+    let links = net.links();
+    let out = net.run(
+        &["--dns", "10.88.0.1", "--egress-allow", "missing.test"],
+        &["true"],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--egress-allow missing.test") && err.contains("no such domain"),
+        "{err}"
+    );
+    assert_eq!(net.links(), links);
+    assert!(net.leases("nucleus0").is_empty());
+    // Without --dns there is no resolver to ask.
+    let out = net.run(&["--egress-allow", "allowed.test"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn a_long_lived_sandbox_follows_a_domain_that_moves() {
+    let Some(net) = TestNet::new() else { return };
+    stdout(&net.run(&[], &["true"]));
+    let _web = serve(&net, &[18081]);
+    // The first lookup says 192.0.2.99; the next ones (after the TTL,
+    // at least 5 s) say 10.88.0.1.
+    let _dns = dns_server(&net, 1);
+    let out = stdout(&net.run(
+        &["--dns", "10.88.0.1", "--egress-allow", "allowed.test"],
+        &[
+            "python3",
+            "-c",
+            "import socket, time\n\
+             first = None\n\
+             for i in range(60):\n\
+             \x20   try:\n\
+             \x20       socket.create_connection(('10.88.0.1', 18081), timeout=0.5).close()\n\
+             \x20       print('connected', 'first' if i == 0 else 'later', flush=True); break\n\
+             \x20   except OSError: time.sleep(0.25)",
+        ],
+    ));
+    assert_eq!(out.trim(), "connected later", "{out}");
+}
+
+#[test]
+fn denied_destinations_are_reported_once_each() {
+    let Some(net) = TestNet::new() else { return };
+    stdout(&net.run(&[], &["true"]));
+    let report = net.state.join("report.ndjson");
+    let report_arg = report.to_str().unwrap();
+    let policy = [
+        "--egress-allow",
+        "192.0.2.0/24",
+        "--egress-report",
+        report_arg,
+    ];
+    let try_twice = "/probe/nucleus-probe try connect-tcp 10.88.0.1 18082; \
+                     /probe/nucleus-probe try connect-tcp 10.88.0.1 18082; \
+                     /probe/nucleus-probe try connect-tcp 10.88.0.1 18083";
+    stdout(&net.run(&policy, &["sh", "-c", try_twice]));
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        text,
+        "{\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18082}\n\
+         {\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18083}\n"
+    );
+    // Agent mode without a file: a line on stderr.
+    let out = net.run(
+        &["--egress-allow", "192.0.2.0/24"],
+        &[
+            "/probe/nucleus-probe",
+            "try",
+            "connect-tcp",
+            "10.88.0.1",
+            "18084",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nucleus: egress denied: tcp 10.88.0.1:18084"),
+        "{err}"
+    );
+}

@@ -25,8 +25,9 @@ pub use agent::{
 pub use codec::{CodecError, PlanDigest, Verified, MAX_PLAN_BYTES};
 pub use names::{Arg, EnvName, Hostname, NameError, SandboxId, SandboxName};
 pub use network::{
-    Bridge, BridgeName, Cidr, EgressPolicy, Ipv4Subnet, KernelBridge, NatBackend, NetworkMode,
-    Proto, PublishedPort, MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED,
+    Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
+    NatBackend, NetworkMode, Proto, PublishedPort, MAX_EGRESS_DOMAINS, MAX_EGRESS_NETS,
+    MAX_EGRESS_PORTS, MAX_PUBLISHED,
 };
 pub use path::{AbsPath, PathError};
 pub use plan::{

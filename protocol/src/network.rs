@@ -113,6 +113,11 @@ impl Bridge {
         if let Some(e) = &self.egress {
             if let Some(err) = too_many("egress networks", e.allow.len(), MAX_EGRESS_NETS)
                 .or(too_many(
+                    "egress domains",
+                    e.domains.len(),
+                    MAX_EGRESS_DOMAINS,
+                ))
+                .or(too_many(
                     "egress TCP ports",
                     e.tcp_ports.len(),
                     MAX_EGRESS_PORTS,
@@ -154,15 +159,107 @@ impl Bridge {
 #[serde(deny_unknown_fields)]
 pub struct EgressPolicy {
     pub allow: Vec<Cidr>,
+    /// Resolved at start by the executor (through `dns`), and again
+    /// within their records' TTL: their addresses are allowed like `allow`.
+    pub domains: Vec<Domain>,
     pub tcp_ports: Vec<u16>,
     pub udp_ports: Vec<u16>,
     pub dns: Vec<IpAddr>,
+    /// Where denied destinations are reported.
+    pub report: EgressReport,
+}
+
+/// Where a sandbox's denied destinations go, each once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EgressReport {
+    Off,
+    /// A line each on the caller's stderr.
+    Stderr,
+    /// NDJSON to a file the caller opened: its descriptor travels with
+    /// the plan (after stdio, through the helper).
+    File,
+}
+
+/// A domain name as given on the command line: ASCII labels of letters,
+/// digits and '-', at least two of them, stored lowercase without the
+/// trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Domain(String);
+
+impl Domain {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Domain {
+    type Error = PlanError;
+
+    fn try_from(input: String) -> Result<Self, PlanError> {
+        let bad = |why| PlanError::Domain {
+            input: input.clone(),
+            why,
+        };
+        let name = input.strip_suffix('.').unwrap_or(&input);
+        if name.len() > 253 {
+            return Err(bad("longer than 253 characters"));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(bad("it needs at least two labels, as in example.com"));
+        }
+        for label in &labels {
+            if label.is_empty() {
+                return Err(bad("it has an empty label"));
+            }
+            if label.len() > 63 {
+                return Err(bad("a label is longer than 63 characters"));
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(bad(
+                    "only ASCII letters, digits, '-' and '.' are allowed (give international names in their xn-- form)",
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("a label starts or ends with '-'"));
+            }
+        }
+        // No top-level domain is numeric, and 192.0.2.1 must not be looked up
+        // as a name when an address was meant.
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad(
+                "the last label is all digits (give an address as an address)",
+            ));
+        }
+        Ok(Domain(name.to_ascii_lowercase()))
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Domain> for String {
+    fn from(d: Domain) -> String {
+        d.0
+    }
 }
 
 /// Most allowed networks, and most ports per protocol (iptables'
 /// multiport match takes 15).
 pub const MAX_EGRESS_NETS: usize = 256;
 pub const MAX_EGRESS_PORTS: usize = 15;
+/// Most allowed domains (each is looked up on every refresh).
+pub const MAX_EGRESS_DOMAINS: usize = 32;
 
 /// An IPv4 or IPv6 network: the address has no bits set past the prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,8 @@ pub enum PlanError {
     PublishUnsupported,
     #[error("host port {0} is published twice")]
     PublishTwice(String),
+    #[error("{input:?} is not a domain name: {why}")]
+    Domain { input: String, why: &'static str },
 }
 
 /// Namespaces beyond the ones every sandbox gets. User, mount, pid, uts,
@@ -595,9 +597,28 @@ impl Plan {
 
     /// Descriptors a Launch of this plan carries: host paths, then
     /// secrets, then the caller's stdin, stdout and stderr, then the
-    /// caller's mount namespace (where the host-path descriptors live).
+    /// egress report's file if it has one, then the caller's mount
+    /// namespace (where the host-path descriptors live).
     pub fn launch_fd_count(&self) -> usize {
-        self.host_paths().len() + self.secrets.len() + STDIO_FDS + 1
+        self.host_paths().len()
+            + self.secrets.len()
+            + STDIO_FDS
+            + usize::from(self.egress_report_file())
+            + 1
+    }
+
+    /// Whether a descriptor for the egress report travels with the plan.
+    pub fn egress_report_file(&self) -> bool {
+        matches!(
+            &self.network,
+            NetworkMode::Bridge(crate::Bridge {
+                egress: Some(crate::EgressPolicy {
+                    report: crate::EgressReport::File,
+                    ..
+                }),
+                ..
+            })
+        )
     }
 
     /// Directories the agent inputs occupy: no plan mount may land there.

@@ -340,3 +340,53 @@ fn bridged_plans_check_published_ports() {
     assert!(port(None, 80, Proto::Tcp).privileged());
     assert!(!port(None, 1024, Proto::Tcp).privileged());
 }
+
+#[test]
+fn domains_are_parsed_to_lowercase_without_the_dot() {
+    for (input, want) in [
+        ("Example.COM.", "example.com"),
+        ("a-b.c0.io", "a-b.c0.io"),
+        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+        ("1.2.3.example", "1.2.3.example"),
+    ] {
+        assert_eq!(
+            Domain::try_from(input.to_owned()).unwrap().to_string(),
+            want
+        );
+    }
+    let longest = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61));
+    assert_eq!(
+        Domain::try_from(longest.clone()).unwrap().as_str().len(),
+        253
+    );
+    let label = format!("{}.com", "a".repeat(63));
+    assert_eq!(Domain::try_from(label.clone()).unwrap().as_str(), label);
+}
+
+#[test]
+fn bad_domains_are_refused() {
+    let too_long = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(62));
+    let long_label = format!("{}.com", "a".repeat(64));
+    for input in [
+        "",
+        ".",
+        "com",
+        "com.",
+        "a..com",
+        ".a.com",
+        "example.com..",
+        "-a.com",
+        "a-.com",
+        "ex ample.com",
+        "ex_ample.com",
+        "bücher.de",
+        "1.2.3.4",
+        "192.0.2.1.",
+        "::1",
+        &too_long,
+        &long_label,
+    ] {
+        let err = Domain::try_from(input.to_owned()).unwrap_err();
+        assert!(matches!(err, PlanError::Domain { .. }), "{input}: {err}");
+    }
+}

@@ -16,7 +16,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -49,7 +49,7 @@ pub fn attach(
     bridge: &KernelBridge,
     ports: &[PublishedPort],
     firewall: &'static dyn Firewall,
-    inside: &Inside<'_>,
+    inside: &Inside<BorrowedFd<'_>>,
 ) -> Result<Attached, Error> {
     let pid = inside.pid;
     let reserved = reserve(ports)?;
@@ -295,7 +295,7 @@ fn holder_alive(lease: &std::path::Path) -> bool {
 /// default route through the bridge.
 fn connect(
     bridge: &KernelBridge,
-    inside: &Inside<'_>,
+    inside: &Inside<BorrowedFd<'_>>,
     address: Ipv4Addr,
     veth: &str,
 ) -> Result<(), Error> {

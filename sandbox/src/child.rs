@@ -93,8 +93,9 @@ fn setup_and_exec(
         .step(|| "setting the parent-death signal".into())?;
     // Needs only the capabilities the new user namespace already grants,
     // not the id maps: start it while the parent writes them.
-    let network = match plan.network {
-        NetworkMode::None | NetworkMode::Bridge(_) => Some(net::create_in_background()?),
+    let network = match &plan.network {
+        NetworkMode::None => Some(net::create_in_background(false)?),
+        NetworkMode::Bridge(bridge) => Some(net::create_in_background(reports_denials(bridge))?),
         NetworkMode::Host => None,
     };
     let mut byte = [0u8; 1];
@@ -124,9 +125,10 @@ fn setup_and_exec(
             .unwrap_or(steps.len()),
     );
     root.apply(before_sysfs)?;
-    if let Some(network) = network {
-        network.join()?;
-    }
+    let denials = match network {
+        Some(network) => network.join()?,
+        None => None,
+    };
     if let (NetworkMode::Bridge(_), Some(control)) = (&plan.network, &control) {
         // In the namespace now: the executor attaches it to the bridge,
         // through this descriptor (it may not open our /proc entries).
@@ -134,6 +136,10 @@ fn setup_and_exec(
             .step(|| "opening the network namespace".into())?;
         sys::send_fd(control.as_fd(), netns.as_fd()).step(|| "asking for the bridge".into())?;
         drop(netns);
+        if let Some(denials) = denials {
+            sys::send_fd(control.as_fd(), denials.as_fd())
+                .step(|| "handing over the log of denied packets".into())?;
+        }
         if !sys::recv_byte(control.as_fd()).step(|| "waiting for the bridge".into())? {
             sys::exit_now(125);
         }
@@ -209,4 +215,13 @@ fn attach_stdio(console: Option<OwnedFd>, stdio: Vec<OwnedFd>) -> Result<(), Err
         sys::dup2(slave.as_fd(), fd).step(|| "attaching the terminal".into())?;
     }
     Ok(())
+}
+
+/// Whether the sandbox opens the log of its denied packets for the
+/// executor's egress report.
+pub fn reports_denials(bridge: &protocol::Bridge) -> bool {
+    bridge
+        .egress
+        .as_ref()
+        .is_some_and(|e| e.report != protocol::EgressReport::Off)
 }

@@ -10,11 +10,12 @@
 //! backwards (so a walk always ends), and CNAME chains are cut after 8
 //! hops. Nothing here panics on any input.
 
-use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+
+pub use protocol::Domain;
 
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
@@ -31,83 +32,16 @@ const MAX_WIRE_NAME: usize = 255;
 /// The longest CNAME chain followed inside one answer.
 const MAX_CNAME_HOPS: usize = 8;
 
-/// A domain name as given on the command line: ASCII labels of letters,
-/// digits and '-', at least two of them, stored lowercase without the
-/// trailing dot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Domain(String);
-
-impl Domain {
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// The name in wire format (length-prefixed labels, root label last).
+fn wire(name: &Domain) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.as_str().len() + 2);
+    for label in name.as_str().split('.') {
+        // At most 63: checked when the domain was parsed.
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
     }
-
-    /// The name in wire format (length-prefixed labels, root label last).
-    fn wire(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.len() + 2);
-        for label in self.0.split('.') {
-            // At most 63: checked when the domain was parsed.
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
-}
-
-impl TryFrom<&str> for Domain {
-    type Error = DnsError;
-
-    fn try_from(input: &str) -> Result<Self, DnsError> {
-        let bad = |why| DnsError::BadDomain {
-            input: input.to_owned(),
-            why,
-        };
-        let name = input.strip_suffix('.').unwrap_or(input);
-        if name.len() > 253 {
-            return Err(bad("longer than 253 characters"));
-        }
-        let labels: Vec<&str> = name.split('.').collect();
-        if labels.len() < 2 {
-            return Err(bad("it needs at least two labels, as in example.com"));
-        }
-        for label in &labels {
-            if label.is_empty() {
-                return Err(bad("it has an empty label"));
-            }
-            if label.len() > 63 {
-                return Err(bad("a label is longer than 63 characters"));
-            }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Err(bad(
-                    "only ASCII letters, digits, '-' and '.' are allowed (give international names in their xn-- form)",
-                ));
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return Err(bad("a label starts or ends with '-'"));
-            }
-        }
-        // No top-level domain is numeric, and 192.0.2.1 must not be looked up
-        // as a name when an address was meant.
-        if labels
-            .last()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(bad(
-                "the last label is all digits (give an address as an address)",
-            ));
-        }
-        Ok(Domain(name.to_ascii_lowercase()))
-    }
-}
-
-impl fmt::Display for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+    out.push(0);
+    out
 }
 
 /// One resolved address and how long it may be trusted.
@@ -120,8 +54,6 @@ pub struct Answer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("{input:?} is not a domain name: {why}")]
-    BadDomain { input: String, why: &'static str },
     #[error("{domain}: no DNS servers to ask; configure a resolver")]
     NoServers { domain: Domain },
     #[error("{domain}: no such domain (NXDOMAIN from {server}); check the spelling")]
@@ -332,11 +264,11 @@ fn query_ids() -> (u16, u16) {
 
 /// A recursive query for one record type of `name`, class IN.
 fn query(id: u16, name: &Domain, qtype: u16) -> Vec<u8> {
-    let mut q = Vec::with_capacity(12 + name.0.len() + 6);
+    let mut q = Vec::with_capacity(12 + name.as_str().len() + 6);
     for field in [id, FLAG_RD, 1, 0, 0, 0] {
         q.extend_from_slice(&field.to_be_bytes());
     }
-    q.extend_from_slice(&name.wire());
+    q.extend_from_slice(&wire(name));
     q.extend_from_slice(&qtype.to_be_bytes());
     q.extend_from_slice(&CLASS_IN.to_be_bytes());
     q
@@ -382,7 +314,7 @@ fn parse(resp: &[u8], id: u16, name: &Domain, qtype: u16) -> Result<Vec<Answer>,
         return Err(Problem::NotOurs);
     }
     let ours =
-        r.name().ok() == Some(name.wire()) && r.u16() == Some(qtype) && r.u16() == Some(CLASS_IN);
+        r.name().ok() == Some(wire(name)) && r.u16() == Some(qtype) && r.u16() == Some(CLASS_IN);
     if !ours {
         return Err(Problem::NotOurs);
     }
@@ -400,7 +332,7 @@ fn parse(resp: &[u8], id: u16, name: &Domain, qtype: u16) -> Result<Vec<Answer>,
             records.push(record);
         }
     }
-    follow(&records, name.wire())
+    follow(&records, wire(name))
 }
 
 /// The addresses at the end of the CNAME chain that starts at `owner`.

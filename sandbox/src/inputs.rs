@@ -26,6 +26,8 @@ pub struct Inputs {
     /// Where a copy-in-out workspace goes back when the executor is not
     /// its owner; None: the executor opens the workspace path itself.
     pub sync_back: Option<SyncBack>,
+    /// Where an `EgressReport::File` report is written.
+    pub egress_report: Option<OwnedFd>,
 }
 
 /// A copy-in-out workspace's way home for a privileged executor: the

@@ -14,7 +14,7 @@
 mod bridge;
 mod caps;
 mod child;
-pub mod dns;
+mod dns;
 mod egress;
 mod error;
 mod exec;
@@ -24,7 +24,7 @@ mod inputs;
 mod landlock;
 mod mounts;
 mod net;
-pub mod nflog;
+mod nflog;
 mod overlay;
 pub mod pty;
 mod rootfs;

@@ -197,6 +197,14 @@ impl Reader {
     }
 }
 
+/// The socket of a reader opened in another process (the sandbox opens
+/// it in its own namespace and hands it over to the executor).
+impl From<OwnedFd> for Reader {
+    fn from(fd: OwnedFd) -> Reader {
+        Reader { fd }
+    }
+}
+
 impl AsFd for Reader {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -7,13 +7,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use protocol::{ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
+use protocol::{EgressReport, ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
 
 use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
 use crate::tools::Inside;
-use crate::{child, idmap, sys, tree, uplink};
+use crate::{child, egress, idmap, nflog, sys, tree, uplink};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,28 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         None
     };
     let sync_back = inputs.sync_back.take();
+    let egress = match &plan.network {
+        NetworkMode::Bridge(bridge) => bridge.egress.as_ref(),
+        _ => None,
+    };
+    // Looked up before anything is made: a domain that does not resolve
+    // is an error that leaves nothing behind.
+    let resolved = egress.map(egress::resolve).transpose()?;
+    let sink = match egress.map(|e| e.report) {
+        Some(EgressReport::File) => inputs
+            .egress_report
+            .take()
+            .map(|f| egress::Sink::Ndjson(f.into())),
+        Some(EgressReport::Stderr) => Some(egress::Sink::Lines(
+            inputs
+                .stdio
+                .get(2)
+                .map(|e| e.try_clone().map(std::fs::File::from))
+                .transpose()
+                .step(|| "keeping the caller's stderr for the egress report".into())?,
+        )),
+        Some(EgressReport::Off) | None => None,
+    };
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
@@ -137,6 +159,7 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
     };
     drop((go_read, report_write, control_child, inputs));
     let mut attached = None;
+    let mut watch = None;
 
     let started = (|| {
         idmap::write(Path::new("/proc"), pid, &plan.ids)?;
@@ -156,13 +179,33 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
                     "the sandbox ended before its network was set up".into(),
                 ));
             };
+            let denials = if child::reports_denials(bridge) {
+                sys::recv_fd(sock.as_fd())
+                    .step(|| "receiving the log of denied packets".into())?
+                    .map(nflog::Reader::from)
+            } else {
+                None
+            };
+            let (addresses, refresh_at) = resolved.clone().unwrap_or_default();
             attached = Some(uplink::attach(
                 bridge,
+                &addresses,
                 &Inside {
                     pid,
                     netns: netns.as_fd(),
                 },
             )?);
+            if let Some(policy) = &bridge.egress {
+                let report = denials.zip(sink);
+                if report.is_some() || !policy.domains.is_empty() {
+                    watch = Some(egress::Watch::new(
+                        policy,
+                        (addresses, refresh_at),
+                        Inside { pid, netns },
+                        report,
+                    ));
+                }
+            }
             sys::send_byte(sock.as_fd()).step(|| "handing the network over".into())?;
         }
         let receive = |wanted: bool, what: &str| match (&control, wanted) {
@@ -197,7 +240,7 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         Some(master) => Some(Relay::start(master, relay_io)?),
         None => None,
     };
-    let outcome = supervise(plan, pidfd, signals, relay, hooks);
+    let outcome = supervise(plan, pidfd, signals, relay, watch.as_mut(), hooks);
     detach(attached);
     let outcome = outcome?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
@@ -295,6 +338,7 @@ fn supervise(
     pidfd: OwnedFd,
     signals: OwnedFd,
     mut relay: Option<Relay>,
+    mut egress: Option<&mut egress::Watch<'_>>,
     hooks: &mut dyn Hooks,
 ) -> Result<Outcome, Error> {
     let mut watching = true;
@@ -305,10 +349,12 @@ fn supervise(
     let mut timed_out = false;
     let mut terminations = 0;
     loop {
-        let timeout_ms = match deadline {
+        let refresh_at = egress.as_ref().and_then(|e| e.refresh_at());
+        let timeout_ms = match [deadline, refresh_at].into_iter().flatten().min() {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+                // Rounded up: woken early, the loop would spin until then.
+                i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX)
             }
             None => -1,
         };
@@ -321,6 +367,11 @@ fn supervise(
             pollin(signals.as_fd()),
             libc::pollfd {
                 fd: watched,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: egress.as_ref().map_or(-1, |e| e.denials_fd()),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -360,10 +411,22 @@ fn supervise(
                 }
             }
         }
+        if let Some(e) = egress.as_mut() {
+            if fds[3].revents != 0 {
+                e.report_denials();
+            }
+            if e.refresh_at().is_some_and(|t| Instant::now() >= t) {
+                e.refresh();
+            }
+        }
         if let Some(r) = relay.as_mut() {
-            r.pump(&fds[3..]);
+            r.pump(&fds[4..]);
         }
         if fds[0].revents & libc::POLLIN != 0 {
+            // The last denials may still be queued.
+            if let Some(e) = egress.as_mut() {
+                e.report_denials();
+            }
             break;
         }
     }

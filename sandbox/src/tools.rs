@@ -3,7 +3,7 @@
 //! environment, their stderr becoming the error.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
@@ -55,9 +55,9 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, Error> {
 /// running as another user is closed to an executor without
 /// CAP_SYS_PTRACE; the descriptor is not), and, for an unprivileged
 /// executor, through the sandbox's user namespace, which owns it.
-pub struct Inside<'a> {
+pub struct Inside<F: AsFd> {
     pub pid: libc::pid_t,
-    pub netns: BorrowedFd<'a>,
+    pub netns: F,
 }
 
 /// The paths and nsenter arguments of an `Inside`, valid while this lives
@@ -69,9 +69,16 @@ pub struct Entered {
     pub userns_path: Option<String>,
 }
 
-impl Inside<'_> {
+impl<F: AsFd> Inside<F> {
+    pub fn borrow(&self) -> Inside<BorrowedFd<'_>> {
+        Inside {
+            pid: self.pid,
+            netns: self.netns.as_fd(),
+        }
+    }
+
     pub fn enter(&self) -> Result<Entered, Error> {
-        let copy = sys::dup_inheritable(self.netns)
+        let copy = sys::dup_inheritable(self.netns.as_fd())
             .map_err(|e| failed("passing the network namespace on".into(), e.to_string()))?;
         Ok(Entered {
             netns_path: format!("/proc/self/fd/{}", copy.as_raw_fd()),

@@ -3,6 +3,9 @@
 //! userspace NAT, then the egress rules in the sandbox's namespace
 //! (whatever the backend). `detach` undoes what the backend made.
 
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+
 use protocol::{Bridge, NatBackend};
 
 use crate::error::Error;
@@ -14,7 +17,12 @@ pub enum Uplink {
     Userspace(userspace::Running),
 }
 
-pub fn attach(plan: &Bridge, inside: &Inside<'_>) -> Result<Uplink, Error> {
+/// `resolved`: the addresses of the egress policy's domains.
+pub fn attach(
+    plan: &Bridge,
+    resolved: &[IpAddr],
+    inside: &Inside<BorrowedFd<'_>>,
+) -> Result<Uplink, Error> {
     let uplink = match &plan.backend {
         NatBackend::Kernel(kernel) => {
             if sys::geteuid() != 0 {
@@ -33,7 +41,7 @@ pub fn attach(plan: &Bridge, inside: &Inside<'_>) -> Result<Uplink, Error> {
         }
     };
     if let Some(policy) = &plan.egress {
-        if let Err(e) = egress::apply(policy, inside) {
+        if let Err(e) = egress::apply(policy, resolved, inside) {
             uplink.detach();
             return Err(e);
         }

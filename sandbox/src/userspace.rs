@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Stdio};
 
 use protocol::{NatBackend, PublishedPort};
@@ -34,7 +34,7 @@ pub struct Running {
 pub fn start(
     backend: &NatBackend,
     ports: &[PublishedPort],
-    inside: &Inside<'_>,
+    inside: &Inside<BorrowedFd<'_>>,
 ) -> Result<Running, Error> {
     let entered = inside.enter()?;
     // Joined even by root: the tools drop to an unprivileged user first,

@@ -10,11 +10,11 @@ const QNAME: [u8; 2] = [0xc0, 12];
 const PARENT: [u8; 2] = [0xc0, 16];
 
 fn domain(s: &str) -> Domain {
-    Domain::try_from(s).unwrap()
+    Domain::try_from(s.to_owned()).unwrap()
 }
 
 fn wire(s: &str) -> Vec<u8> {
-    domain(s).wire()
+    super::wire(&domain(s))
 }
 
 fn rr(owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
@@ -58,50 +58,6 @@ fn query_is_one_recursive_in_question() {
     want.extend_from_slice(b"\x07example\x03com\x00");
     want.extend_from_slice(&[0, 28, 0, 1]);
     assert_eq!(query(0x1234, &domain("Example.COM."), TYPE_AAAA), want);
-}
-
-#[test]
-fn domains_are_parsed_to_lowercase_without_the_dot() {
-    for (input, want) in [
-        ("Example.COM.", "example.com"),
-        ("a-b.c0.io", "a-b.c0.io"),
-        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
-        ("1.2.3.example", "1.2.3.example"),
-    ] {
-        assert_eq!(domain(input).to_string(), want);
-    }
-    let longest = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61));
-    assert_eq!(domain(&longest).as_str().len(), 253);
-    let label = format!("{}.com", "a".repeat(63));
-    assert_eq!(domain(&label).as_str(), label);
-}
-
-#[test]
-fn bad_domains_are_refused() {
-    let too_long = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(62));
-    let long_label = format!("{}.com", "a".repeat(64));
-    for input in [
-        "",
-        ".",
-        "com",
-        "com.",
-        "a..com",
-        ".a.com",
-        "example.com..",
-        "-a.com",
-        "a-.com",
-        "ex ample.com",
-        "ex_ample.com",
-        "bücher.de",
-        "1.2.3.4",
-        "192.0.2.1.",
-        "::1",
-        &too_long,
-        &long_label,
-    ] {
-        let err = Domain::try_from(input).unwrap_err();
-        assert!(matches!(err, DnsError::BadDomain { .. }), "{input}: {err}");
-    }
 }
 
 #[test]
