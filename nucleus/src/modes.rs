@@ -2,7 +2,7 @@
 //! place: a pure function from the requested plan to the list of its
 //! violations.
 
-use protocol::{NetworkMode, Plan, ServiceMode};
+use protocol::{Mount, NetworkMode, Plan, ServiceMode};
 
 /// Everything `plan` asks for that its mode forbids; empty when it may run.
 pub fn violations(plan: &Plan) -> Vec<String> {
@@ -19,7 +19,20 @@ pub fn violations(plan: &Plan) -> Vec<String> {
     if plan.network == NetworkMode::Host {
         found.push("--network host is only for agent mode".to_owned());
     }
+    if matches!(plan.network, NetworkMode::Bridge(_)) && !explicit_resolvers(plan) {
+        found.push(
+            "--network bridge needs explicit resolvers (--dns) outside agent mode, not the host's resolv.conf"
+                .to_owned(),
+        );
+    }
     found
+}
+
+/// Whether the sandbox's /etc/resolv.conf is the plan's own (`--dns`).
+fn explicit_resolvers(plan: &Plan) -> bool {
+    plan.mounts
+        .iter()
+        .any(|m| matches!(m, Mount::File { target, .. } if target.as_str() == "/etc/resolv.conf"))
 }
 
 /// Whether a limit that cannot be enforced stops the sandbox (strict
@@ -51,5 +64,24 @@ mod tests {
         plan.network = NetworkMode::Host;
         assert_eq!(violations(&plan).len(), 3);
         assert!(unenforced_limits_are_fatal(ServiceMode::StrictAgent));
+    }
+
+    #[test]
+    fn strict_agent_bridges_need_explicit_resolvers() {
+        let mut plan = protocol::testing::sample_plan();
+        plan.mode = ServiceMode::StrictAgent;
+        plan.network = NetworkMode::Bridge(protocol::Bridge {
+            backend: protocol::NatBackend::Pasta,
+            egress: None,
+            publish: Vec::new(),
+        });
+        let found = violations(&plan);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("--dns"), "{found:?}");
+        plan.mounts.push(Mount::File {
+            target: protocol::AbsPath::try_from("/etc/resolv.conf".to_owned()).unwrap(),
+            text: protocol::Arg::try_from("nameserver 192.0.2.53\n".to_owned()).unwrap(),
+        });
+        assert!(violations(&plan).is_empty());
     }
 }

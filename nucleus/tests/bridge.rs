@@ -800,3 +800,40 @@ fn denied_destinations_are_reported_once_each() {
         "{err}"
     );
 }
+
+#[test]
+fn two_sandboxes_on_the_bridge_talk_only_if_allowed() {
+    let Some(net) = TestNet::new() else { return };
+    let server = byte_server(8000);
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let _first = Killed(
+        net.nucleus(&[], &server)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    net.wait_for("the first sandbox", |n| n.leases("nucleus0").len() == 1);
+    assert!(answers(&net, "10.88.0.2", 8000), "the server is up");
+    let peer = |flags: &[&str]| {
+        stdout(&net.run(
+            flags,
+            &[
+                "/probe/nucleus-probe",
+                "try",
+                "connect-tcp",
+                "10.88.0.2",
+                "8000",
+            ],
+        ))
+    };
+    assert!(peer(&[]).contains("\"ok\":true"), "no policy: open");
+    assert!(
+        peer(&["--egress-allow", "10.88.0.2/32"]).contains("\"ok\":true"),
+        "allowed"
+    );
+    assert!(
+        peer(&["--egress-allow", "192.0.2.0/24"])
+            .contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        "not allowed: dropped"
+    );
+}
