@@ -70,6 +70,7 @@ pub fn attach(
     for failure in firewall.sweep(&|address| holder_alive(&dir.join(address.to_string()))) {
         eprintln!("nucleus: warning: removing a dead sandbox's port forwarding: {failure}");
     }
+    remove_stale_leases(&dir);
     let (address, lease) = lease(bridge, &dir, pid)?;
     let attached = Attached {
         veth: format!("nv{pid}"),
@@ -268,6 +269,20 @@ fn lease(
     ))
 }
 
+/// Removes the leases of sandboxes that died with their executor (after
+/// their forwarding rules: a rule is stale once its lease is).
+fn remove_stale_leases(dir: &std::path::Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !holder_alive(&path) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
 /// Whether the lease at `lease` is held by a live process. A missing
 /// lease is not; an empty one is being written by its holder, unless it
 /// has been empty for a while (its holder died in between).
@@ -318,17 +333,13 @@ fn connect(
             "up",
         ],
     )?;
-    let entered = inside.enter()?;
-    let inside = |args: &[&str]| entered.run("ip", args);
-    let cidr = format!("{address}/{}", bridge.subnet.prefix());
-    inside(&["addr", "add", &cidr, "dev", "eth0"])?;
-    inside(&["link", "set", "dev", "eth0", "up"])?;
-    inside(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        &gateway(bridge)?.to_string(),
-    ])?;
-    Ok(())
+    // One ip in the namespace for all three steps.
+    let batch = format!(
+        "addr add {address}/{} dev eth0\nlink set dev eth0 up\nroute add default via {}\n",
+        bridge.subnet.prefix(),
+        gateway(bridge)?
+    );
+    inside
+        .enter()?
+        .run_with_input("ip", &["-batch", "-"], &batch)
 }

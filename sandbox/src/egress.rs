@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use protocol::{Cidr, EgressPolicy, EgressReport};
@@ -120,31 +119,7 @@ pub fn apply(
 ) -> Result<(), Error> {
     let entered = inside.enter()?;
     for (tool, ipv6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
-        let failed = |detail: String| Error::Setup {
-            step: format!("loading the egress rules ({tool})"),
-            source: std::io::Error::other(detail),
-        };
-        let mut child = entered
-            .nsenter(tool)
-            .arg("-w")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| failed(e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(rules(policy, resolved, ipv6).as_bytes())
-                .map_err(|e| failed(e.to_string()))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            ));
-        }
+        entered.run_with_input(tool, &["-w"], &rules(policy, resolved, ipv6))?;
     }
     Ok(())
 }

@@ -28,6 +28,13 @@ pub struct Rule {
     pub spec: Vec<String>,
 }
 
+/// As `iptables -S` and `iptables-save` print it.
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "-A {} {}", self.chain, self.spec.join(" "))
+    }
+}
+
 impl Rule {
     fn new(chain: &'static str, spec: &[&str]) -> Rule {
         Rule {
@@ -141,6 +148,11 @@ impl Iptables {
         crate::tools::run("iptables", &[&["-w", "-t", "nat"], args].concat())
     }
 
+    /// The nat table, as `iptables-save` prints it.
+    fn listing() -> Result<String, Error> {
+        crate::tools::run("iptables-save", &["-t", "nat"])
+    }
+
     fn exists(rule: &Rule) -> bool {
         let spec: Vec<&str> = rule.spec.iter().map(String::as_str).collect();
         Self::run(&[&["-C", rule.chain], &spec[..]].concat()).is_ok()
@@ -159,14 +171,18 @@ impl Iptables {
 
 impl Firewall for Iptables {
     fn masquerade(&self, bridge: &KernelBridge) -> Result<(), Error> {
+        // One listing instead of a check per rule: each iptables run
+        // costs milliseconds of a sandbox's start.
+        let listing = Self::listing()?;
         for chain in [POSTROUTING, PREROUTING, OUTPUT] {
-            if Self::run(&["-L", chain, "-n"]).is_err() {
+            let declared = format!(":{chain} ");
+            if !listing.lines().any(|l| l.starts_with(&declared)) {
                 // Made by a concurrent start in between is fine too.
                 let _ = Self::run(&["-N", chain]);
             }
         }
         for rule in nat_rules(bridge) {
-            if !Self::exists(&rule) {
+            if !listing.lines().any(|l| l == rule.to_string()) && !Self::exists(&rule) {
                 Self::add(&rule)?;
             }
         }
@@ -188,22 +204,19 @@ impl Firewall for Iptables {
     }
 
     fn sweep(&self, leased: &dyn Fn(Ipv4Addr) -> bool) -> Vec<String> {
+        let listing = match Self::listing() {
+            Ok(listing) => listing,
+            Err(e) => return vec![e.to_string()],
+        };
         let mut failures = Vec::new();
         for chain in [PREROUTING, OUTPUT] {
-            let listing = match Self::run(&["-S", chain]) {
-                Ok(listing) => listing,
-                Err(e) => {
-                    failures.push(e.to_string());
-                    continue;
-                }
-            };
+            // Each rule is listed as the `-A CHAIN ...` that made it.
+            let prefix = format!("-A {chain} ");
             for line in listing.lines() {
-                let stale = dnat_target(line).is_some_and(|to| !leased(to));
-                // `-S` prints each rule as the `-A CHAIN ...` that made it.
-                let Some(spec) = line.strip_prefix(&format!("-A {chain} ")) else {
+                let Some(spec) = line.strip_prefix(&prefix) else {
                     continue;
                 };
-                if stale {
+                if dnat_target(line).is_some_and(|to| !leased(to)) {
                     let rule = Rule {
                         chain,
                         spec: spec.split_whitespace().map(str::to_owned).collect(),
@@ -243,10 +256,7 @@ mod tests {
     use std::num::NonZeroU16;
 
     fn text(rules: &[Rule]) -> Vec<String> {
-        rules
-            .iter()
-            .map(|r| format!("-A {} {}", r.chain, r.spec.join(" ")))
-            .collect()
+        rules.iter().map(Rule::to_string).collect()
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! slirp4netns) from the executor: found on a fixed PATH, with a clean
 //! environment, their stderr becoming the error.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
 
@@ -99,18 +99,29 @@ impl Entered {
         c
     }
 
-    /// Runs `program args` in the namespace; its stderr becomes the error.
-    pub fn run(&self, program: &str, args: &[&str]) -> Result<(), Error> {
-        let out = self
+    /// Runs `program args` in the namespace with `input` on its stdin;
+    /// its stderr becomes the error.
+    pub fn run_with_input(&self, program: &str, args: &[&str], input: &str) -> Result<(), Error> {
+        let step = || format!("{program} {} (in the sandbox)", args.join(" "));
+        let mut child = self
             .nsenter(program)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .output()
-            .map_err(|e| failed(format!("{program} {}", args.join(" ")), e.to_string()))?;
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(step(), e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .map_err(|e| failed(step(), e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| failed(step(), e.to_string()))?;
         if !out.status.success() {
             return Err(failed(
-                format!("{program} {} (in the sandbox)", args.join(" ")),
+                step(),
                 String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             ));
         }

@@ -18,11 +18,12 @@ readonly VM_IMAGE_VERSION=1
 # polkitd, journald; the firewall and network tools; uidmap for unprivileged
 # user namespaces with /etc/subuid ranges; socat as a unix-socket client;
 # dbus-user-session for the users' own bus (systemd user manager limits);
-# bubblewrap, the baseline of the helper benchmark.
+# bubblewrap, the baseline of the helper benchmark; passt (pasta), the
+# rootless userspace NAT.
 readonly -a VM_BASE_PACKAGES=(
   linux-image-cloud-amd64 systemd systemd-sysv udev dbus libpam-systemd
   polkitd pkexec iptables nftables iproute2 sudo procps kmod util-linux
-  libseccomp2 uidmap socat dbus-user-session bubblewrap
+  libseccomp2 uidmap socat dbus-user-session bubblewrap passt
 )
 
 image_packages() {

@@ -95,11 +95,61 @@ t_match "third: the bridge needs its own action" "polkit does not allow org.nucl
 t_eq "no veth left" "" "$(ip -br link | grep '^nv' || true)"
 t_eq "no lease left" "" "$(ls -A /run/nucleus/leases/nucleus0 2>/dev/null)"
 t_match "NAT for the subnet, in nucleus's own chain" "NUCLEUS-POSTROUTING -s 10.88.0.0/16 ! -o nucleus0 -j MASQUERADE" "$(iptables -t nat -S)"
+
+t_section "published ports through the helper"
+# setpriv directly, not as_user: $! must be nucleus itself.
+setpriv --reuid=tester --regid=tester --init-groups --reset-env -- \
+  nucleus run --network bridge -p 18080:8000 -- \
+  socat TCP-LISTEN:8000,reuseaddr,fork SYSTEM:'echo published' >/dev/null 2>&1 &
+published=$!
+reply=""
+for _ in $(seq 1 100); do
+  reply=$(socat -T2 - TCP:127.0.0.1:18080 </dev/null 2>/dev/null || true)
+  [[ $reply == published ]] && break
+  sleep 0.2
+done
+t_eq "tester: host port 18080 reaches the sandbox's 8000 (127.0.0.1 too)" "published" "$reply"
+t_match "forwarded by DNAT in nucleus's chain" "NUCLEUS-PREROUTING -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10\.88\.0\.[0-9]+:8000" "$(iptables -t nat -S)"
+# socat, PID 1 of its sandbox, ignores the first SIGTERM; the second is
+# a SIGKILL (as nucleus escalates it).
+kill -TERM "$published"; sleep 1; kill -TERM "$published" 2>/dev/null || true
+wait "$published" 2>/dev/null || true
+t_eq "the DNAT rules are withdrawn when it ends" "" "$(iptables -t nat -S | grep DNAT || true)"
+out=$(as_user tester nucleus run --network bridge -p 80:8000 -- true 2>&1)
+t_match "a host port below 1024 needs its own action (admin)" "polkit does not allow org.nucleus.network.publish-privileged-port" "$out"
+socat TCP-LISTEN:18082,reuseaddr SYSTEM:true >/dev/null 2>&1 &
+holder=$!
+sleep 0.3
+out=$(as_user tester nucleus run --network bridge -p 18082:8000 -- true 2>&1)
+t_match "a host port in use is a clear error" "-p 18082:8000/tcp: the host port is already in use" "$out"
+kill "$holder"; wait "$holder" 2>/dev/null || true
+t_eq "nothing left: no veth" "" "$(ip -br link | grep '^nv' || true)"
+t_eq "nothing left: no lease" "" "$(ls -A /run/nucleus/leases/nucleus0 2>/dev/null)"
 # This guest's namespace is the test's: take the bridge and its rules away.
 ip link del nucleus0
-iptables -t nat -D POSTROUTING -j NUCLEUS-POSTROUTING
-iptables -t nat -F NUCLEUS-POSTROUTING
-iptables -t nat -X NUCLEUS-POSTROUTING
+for chain in POSTROUTING PREROUTING OUTPUT; do
+  iptables -t nat -S "$chain" | grep -- "-j NUCLEUS-$chain" | sed 's/^-A/-D/' |
+    while read -r rule; do eval "iptables -t nat $rule"; done
+  iptables -t nat -F "NUCLEUS-$chain"
+  iptables -t nat -X "NUCLEUS-$chain"
+done
+
+t_section "rootless userspace NAT (pasta, stock /dev/net/tun)"
+ip link add v0 type veth peer name v1
+ip addr add 192.0.2.2/24 dev v0
+ip link set v0 up; ip link set v1 up
+ip route add default via 192.0.2.1
+socat TCP-LISTEN:18083,bind=127.0.0.1,reuseaddr,fork SYSTEM:'echo loopback' >/dev/null 2>&1 &
+lo_server=$!
+sleep 0.3
+out=$(as_user tester nucleus run --rootless --network bridge -- socat -T2 - TCP:192.0.2.1:18083,connect-timeout=2 </dev/null 2>&1)
+t_match "tester, rootless: the host's loopback through pasta's gateway" "^loopback$" "$out"
+out=$(as_user tester nucleus run --rootless --network bridge --egress-allow 198.51.100.0/24 -- \
+  socat -T2 - TCP:192.0.2.1:18083,connect-timeout=2 </dev/null 2>&1)
+t_match "with an egress policy the same connection is denied and reported" "egress denied: tcp 192\.0\.2\.1:18083" "$out"
+kill "$lo_server"; wait "$lo_server" 2>/dev/null || true
+ip link del v0
+t_eq "nothing of pasta's left" "" "$(pgrep -x pasta || true)"
 
 t_section "ceilings (/etc/nucleus/helper.conf)"
 mkdir -p /etc/nucleus
