@@ -44,11 +44,16 @@ class Namespace:
     def __init__(self):
         self.holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "3600"])
         self.enter = ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "--"]
-        for _ in range(200):
-            if subprocess.run(self.enter + ["ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0:
+        # Until unshare has run, /proc/PID/ns/net is still ours.
+        ours = os.readlink("/proc/self/ns/net")
+        for _ in range(500):
+            if os.readlink(f"/proc/{self.holder.pid}/ns/net") != ours:
                 break
             time.sleep(0.01)
+        else:
+            sys.exit("bench: the network namespace was not made")
         for cmd in (
+            "ip link set lo up",
             "ip link add v0 type veth peer name v1",
             "ip addr add 192.0.2.2/24 dev v0",
             "ip link set v0 up",

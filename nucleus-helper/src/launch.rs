@@ -15,9 +15,15 @@
 //! - syncing a copy-in-out workspace back: through the caller's own
 //!   descriptor, by a thread holding only the caller's ids;
 //! - attaching a sandbox to a bridge (`--network bridge`, after polkit's
-//!   org.nucleus.network.bridge): only a bridge named in the plan that is
-//!   ours or new, a veth into the sandbox's own namespace, an address
-//!   leased from the plan's subnet, and NAT for that subnet only;
+//!   org.nucleus.network.bridge): for an unprivileged caller only the
+//!   default bridge and subnet (ours or new, never overlapping a host
+//!   route), a veth into the sandbox's own namespace, an address leased
+//!   from the subnet, and NAT for that subnet only;
+//! - publishing host ports (after org.nucleus.network.publish-port, and
+//!   ...publish-privileged-port below 1024): each port is bound first, so
+//!   one in use by anyone is refused, and forwarded only to the sandbox's
+//!   own leased address;
+//! - the egress report: written only to the caller's own descriptor;
 //! - everything else (mounts, pivot_root, seccomp, ...) happens inside the
 //!   new user namespace, with no more privilege than the caller has.
 

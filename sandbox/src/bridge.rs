@@ -19,7 +19,6 @@ use std::net::Ipv4Addr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use protocol::{KernelBridge, PublishedPort};
 
@@ -27,7 +26,7 @@ use crate::error::Error;
 use crate::firewall::Firewall;
 use crate::live_start_time;
 use crate::sys;
-use crate::tools::{failed, run, tool, Inside};
+use crate::tools::{failed, run, Inside};
 
 /// One lease file per address in use, named by the address.
 const LEASES: &str = "/run/nucleus/leases";
@@ -65,9 +64,10 @@ pub fn attach(
         fs::write(&localnet, "1")
             .map_err(|e| failed(format!("writing {localnet}"), e.to_string()))?;
     }
-    firewall.masquerade(bridge)?;
     let dir = lease_dir(bridge)?;
-    for failure in firewall.sweep(&|address| holder_alive(&dir.join(address.to_string()))) {
+    for failure in firewall.prepare(bridge, &|address| {
+        holder_alive(&dir.join(address.to_string()))
+    })? {
         eprintln!("nucleus: warning: removing a dead sandbox's port forwarding: {failure}");
     }
     remove_stale_leases(&dir);
@@ -115,14 +115,9 @@ impl Attached {
     /// what failed, as text.
     pub fn detach(self) -> Vec<String> {
         let mut failures = self.firewall.withdraw(&self.published, self.address);
-        let exists = tool("ip")
-            .args(["link", "show", "dev", &self.veth])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if exists {
-            if let Err(e) = run("ip", &["link", "del", "dev", &self.veth]) {
+        // Usually gone already, with the sandbox's namespace.
+        if let Err(e) = run("ip", &["link", "del", "dev", &self.veth]) {
+            if !e.to_string().contains("Cannot find device") {
                 failures.push(e.to_string());
             }
         }
@@ -147,8 +142,9 @@ fn gateway(bridge: &KernelBridge) -> Result<Ipv4Addr, Error> {
 fn ensure_bridge(bridge: &KernelBridge) -> Result<(), Error> {
     let name = bridge.name.as_str();
     let gw = format!("{}/{}", gateway(bridge)?, bridge.subnet.prefix());
-    let exists = || run("ip", &["-d", "-o", "link", "show", "dev", name]);
-    let details = match exists() {
+    // One listing says what it is, its addresses and whether it is up.
+    let show = || run("ip", &["-d", "addr", "show", "dev", name]);
+    let details = match show() {
         Ok(details) => details,
         Err(_) => {
             check_routes(bridge)?;
@@ -156,23 +152,50 @@ fn ensure_bridge(bridge: &KernelBridge) -> Result<(), Error> {
             if run("ip", &["link", "add", name, "type", "bridge"]).is_ok() {
                 run("ip", &["addr", "add", &gw, "dev", name])?;
             }
-            exists()?
+            show()?
         }
     };
-    if !details.contains(" bridge ") {
-        return Err(failed(
+    match bridge_state(&details, &gw) {
+        BridgeState::Up => Ok(()),
+        BridgeState::Down => run("ip", &["link", "set", "dev", name, "up"]).map(drop),
+        BridgeState::NotABridge => Err(failed(
             format!("--bridge {name}"),
             "an interface of that name exists and is not a bridge; choose another --bridge",
-        ));
-    }
-    let addresses = run("ip", &["-o", "-4", "addr", "show", "dev", name])?;
-    if !addresses.contains(&format!(" {gw} ")) {
-        return Err(failed(
+        )),
+        BridgeState::OtherAddress => Err(failed(
             format!("--bridge {name}"),
             format!("the bridge exists without the address {gw}; it belongs to something else, or use its --subnet"),
-        ));
+        )),
     }
-    run("ip", &["link", "set", "dev", name, "up"]).map(drop)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum BridgeState {
+    Up,
+    Down,
+    NotABridge,
+    OtherAddress,
+}
+
+/// What `ip -d addr show dev NAME` says of an interface that should be
+/// our bridge with the address `gw` (as `ADDR/PREFIX`).
+fn bridge_state(details: &str, gw: &str) -> BridgeState {
+    let mut lines = details.lines();
+    let flags = lines
+        .next()
+        .and_then(|l| l.split_once('<'))
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or("", |(flags, _)| flags);
+    let rest: Vec<&str> = lines.map(str::trim_start).collect();
+    if !rest.iter().any(|l| l.starts_with("bridge ")) {
+        BridgeState::NotABridge
+    } else if !rest.iter().any(|l| l.starts_with(&format!("inet {gw} "))) {
+        BridgeState::OtherAddress
+    } else if flags.split(',').any(|f| f == "UP") {
+        BridgeState::Up
+    } else {
+        BridgeState::Down
+    }
 }
 
 /// A new bridge's subnet must not overlap a network the host already
@@ -342,4 +365,31 @@ fn connect(
     inside
         .enter()?
         .run_with_input("ip", &["-batch", "-"], &batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRIDGE_UP: &str = "\
+5: nucleus0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default qlen 1000
+    link/ether 26:22:90:36:c0:28 brd ff:ff:ff:ff:ff:ff promiscuity 0  allmulti 0 minmtu 68 maxmtu 65535
+    bridge forward_delay 1500 hello_time 200 max_age 2000 stp_state 0 priority 32768
+    inet 10.88.0.1/16 scope global nucleus0
+       valid_lft forever preferred_lft forever
+";
+
+    #[test]
+    fn an_interface_is_our_bridge_only_with_our_address() {
+        assert_eq!(bridge_state(BRIDGE_UP, "10.88.0.1/16"), BridgeState::Up);
+        let down = BRIDGE_UP.replace("MULTICAST,UP,LOWER_UP", "MULTICAST");
+        assert_eq!(bridge_state(&down, "10.88.0.1/16"), BridgeState::Down);
+        assert_eq!(
+            bridge_state(BRIDGE_UP, "10.88.0.1/24"),
+            BridgeState::OtherAddress
+        );
+        let veth = BRIDGE_UP.replace("    bridge forward_delay", "    veth forward_delay");
+        assert_eq!(bridge_state(&veth, "10.88.0.1/16"), BridgeState::NotABridge);
+        assert_eq!(bridge_state("", "10.88.0.1/16"), BridgeState::NotABridge);
+    }
 }

@@ -46,15 +46,19 @@ impl Rule {
 
 pub trait Firewall {
     /// Outbound NAT for the bridge's subnet, and the jumps into the
-    /// nucleus chains (added once, shared by every sandbox on it).
-    fn masquerade(&self, bridge: &KernelBridge) -> Result<(), Error>;
+    /// nucleus chains (added once, shared by every sandbox on it); then
+    /// the forwarding towards every address `leased` says is no longer
+    /// held (its sandbox died with its executor) is removed. Returns what
+    /// failed of the latter, as text.
+    fn prepare(
+        &self,
+        bridge: &KernelBridge,
+        leased: &dyn Fn(Ipv4Addr) -> bool,
+    ) -> Result<Vec<String>, Error>;
     /// Forwards `ports` to the sandbox at `to`.
     fn publish(&self, ports: &[PublishedPort], to: Ipv4Addr) -> Result<(), Error>;
     /// Removes what `publish` added; what failed, as text.
     fn withdraw(&self, ports: &[PublishedPort], to: Ipv4Addr) -> Vec<String>;
-    /// Removes forwarding towards every address `leased` says is no longer
-    /// held (its sandbox died with its executor); what failed, as text.
-    fn sweep(&self, leased: &dyn Fn(Ipv4Addr) -> bool) -> Vec<String>;
 }
 
 /// The rules `masquerade` ensures, in order: the jumps from the built-in
@@ -148,11 +152,6 @@ impl Iptables {
         crate::tools::run("iptables", &[&["-w", "-t", "nat"], args].concat())
     }
 
-    /// The nat table, as `iptables-save` prints it.
-    fn listing() -> Result<String, Error> {
-        crate::tools::run("iptables-save", &["-t", "nat"])
-    }
-
     fn exists(rule: &Rule) -> bool {
         let spec: Vec<&str> = rule.spec.iter().map(String::as_str).collect();
         Self::run(&[&["-C", rule.chain], &spec[..]].concat()).is_ok()
@@ -170,10 +169,14 @@ impl Iptables {
 }
 
 impl Firewall for Iptables {
-    fn masquerade(&self, bridge: &KernelBridge) -> Result<(), Error> {
+    fn prepare(
+        &self,
+        bridge: &KernelBridge,
+        leased: &dyn Fn(Ipv4Addr) -> bool,
+    ) -> Result<Vec<String>, Error> {
         // One listing instead of a check per rule: each iptables run
         // costs milliseconds of a sandbox's start.
-        let listing = Self::listing()?;
+        let listing = crate::tools::run("iptables-save", &["-t", "nat"])?;
         for chain in [POSTROUTING, PREROUTING, OUTPUT] {
             let declared = format!(":{chain} ");
             if !listing.lines().any(|l| l.starts_with(&declared)) {
@@ -186,7 +189,10 @@ impl Firewall for Iptables {
                 Self::add(&rule)?;
             }
         }
-        Ok(())
+        Ok(stale_forwarding(&listing, leased)
+            .iter()
+            .filter_map(|rule| Self::delete(rule).err().map(|e| e.to_string()))
+            .collect())
     }
 
     fn publish(&self, ports: &[PublishedPort], to: Ipv4Addr) -> Result<(), Error> {
@@ -202,38 +208,37 @@ impl Firewall for Iptables {
             .filter_map(|rule| Self::delete(rule).err().map(|e| e.to_string()))
             .collect()
     }
+}
 
-    fn sweep(&self, leased: &dyn Fn(Ipv4Addr) -> bool) -> Vec<String> {
-        let listing = match Self::listing() {
-            Ok(listing) => listing,
-            Err(e) => return vec![e.to_string()],
-        };
-        let mut failures = Vec::new();
-        for chain in [PREROUTING, OUTPUT] {
-            // Each rule is listed as the `-A CHAIN ...` that made it.
-            let prefix = format!("-A {chain} ");
-            for line in listing.lines() {
-                let Some(spec) = line.strip_prefix(&prefix) else {
-                    continue;
-                };
-                if dnat_target(line).is_some_and(|to| !leased(to)) {
-                    let rule = Rule {
-                        chain,
-                        spec: spec.split_whitespace().map(str::to_owned).collect(),
-                    };
-                    if let Err(e) = Self::delete(&rule) {
-                        failures.push(e.to_string());
-                    }
-                }
+/// The DNAT rules in `listing` (`iptables-save` or `-S` output, where each
+/// rule is the `-A CHAIN ...` that made it) towards addresses no longer
+/// `leased`.
+fn stale_forwarding(listing: &str, leased: &dyn Fn(Ipv4Addr) -> bool) -> Vec<Rule> {
+    let mut stale = Vec::new();
+    for chain in [PREROUTING, OUTPUT] {
+        let prefix = format!("-A {chain} ");
+        for line in listing.lines() {
+            let Some(spec) = line.strip_prefix(&prefix) else {
+                continue;
+            };
+            if dnat_target(line).is_some_and(|to| !leased(to)) {
+                stale.push(Rule {
+                    chain,
+                    spec: spec.split_whitespace().map(str::to_owned).collect(),
+                });
             }
         }
-        failures
     }
+    stale
 }
 
 impl Firewall for NoFirewall {
-    fn masquerade(&self, _: &KernelBridge) -> Result<(), Error> {
-        Ok(())
+    fn prepare(
+        &self,
+        _: &KernelBridge,
+        _: &dyn Fn(Ipv4Addr) -> bool,
+    ) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
     }
 
     fn publish(&self, _: &[PublishedPort], _: Ipv4Addr) -> Result<(), Error> {
@@ -241,10 +246,6 @@ impl Firewall for NoFirewall {
     }
 
     fn withdraw(&self, _: &[PublishedPort], _: Ipv4Addr) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn sweep(&self, _: &dyn Fn(Ipv4Addr) -> bool) -> Vec<String> {
         Vec::new()
     }
 }
@@ -307,5 +308,13 @@ mod tests {
             assert_eq!(dnat_target(line), Some(to));
         }
         assert_eq!(dnat_target("-A NUCLEUS-OUTPUT -j RETURN"), None);
+        let listing = format!(
+            "*nat\n:NUCLEUS-OUTPUT - [0:0]\n{}\nCOMMIT\n",
+            lines.join("\n")
+        );
+        assert_eq!(stale_forwarding(&listing, &|_| true), []);
+        let stale = stale_forwarding(&listing, &|a| a != to);
+        assert_eq!(stale.len(), rules.len());
+        assert!(rules.iter().all(|r| stale.contains(r)));
     }
 }
