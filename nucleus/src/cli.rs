@@ -9,6 +9,7 @@ use lexopt::prelude::*;
 use protocol::{SandboxId, ServiceMode, StopSignal};
 
 use crate::lockdown::Lockdown;
+use crate::modes::Trust;
 
 pub const USAGE: &str = "\
 usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
@@ -57,6 +58,10 @@ options:
                              production: strict-agent plus --memory,
                              --rootfs, deny-all egress, a mini-init,
                              hidepid=2 and Landlock ABI 3 at least
+  --trust-level T            trusted (default) or untrusted: never the
+                             host's network; needs the gVisor runtime
+                             (not yet here: only with
+                             --allow-degraded-security, agent mode)
   --init                     a mini-init as PID 1: reaps orphans, forwards
                              signals (always in production)
   --require-kernel-lockdown L  refuse to start unless the kernel's
@@ -167,6 +172,7 @@ pub struct RunSpec {
     pub mode: ServiceMode,
     pub init: bool,
     pub lockdown: Option<Lockdown>,
+    pub trust: Trust,
     pub agent: AgentSpec,
 }
 
@@ -255,6 +261,7 @@ impl RunSpec {
             mode: ServiceMode::Agent,
             init: false,
             lockdown: None,
+            trust: Trust::Trusted,
             agent: AgentSpec::default(),
         }
     }
@@ -422,6 +429,14 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             }
             Short('t') | Long("tty") => spec.tty = true,
             Long("init") => spec.init = true,
+            Long("trust-level") => {
+                let v = string(parser.value()?, "--trust-level")?;
+                spec.trust = match v.as_str() {
+                    "trusted" => Trust::Trusted,
+                    "untrusted" => Trust::Untrusted,
+                    _ => bail!("--trust-level {v}: use trusted or untrusted"),
+                };
+            }
             Long("require-kernel-lockdown") => {
                 let v = string(parser.value()?, "--require-kernel-lockdown")?;
                 spec.lockdown = Some(match v.as_str() {

@@ -130,6 +130,11 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
     let mode = plan.mode;
     let plan = modes::enforce(plan)
         .map_err(|found| anyhow!("{mode} mode forbids: {}", found.join("; ")))?;
+    match modes::check_trust(spec.trust, &plan) {
+        Ok(None) => {}
+        Ok(Some(warning)) => eprintln!("nucleus: warning: {warning}"),
+        Err(found) => bail!("{}", found.join("; ")),
+    }
     plan.validate().context("the plan is invalid")?;
     let inputs = sandbox::Inputs {
         secrets: agent.secret_fds,
@@ -179,8 +184,14 @@ fn ids(mode: UserNs, caller: Caller) -> Result<IdMapping> {
                     caller.uid
                 );
             };
-            // Inside ids 1.. follow the caller's own 0; the range ends where u32 does.
-            map.push(IdMap::new(1, start, count.min(u32::MAX - 1))?);
+            if caller.uid == 0 {
+                // Root's sandbox is remapped whole: its 0 is the range's
+                // first id, never the host's root.
+                *map = vec![IdMap::new(0, start, count)?];
+            } else {
+                // Inside ids 1.. follow the caller's own 0; the range ends where u32 does.
+                map.push(IdMap::new(1, start, count.min(u32::MAX - 1))?);
+            }
         }
     }
     Ok(ids)

@@ -14,6 +14,7 @@
 //! | egress with `--network bridge` | open unless a policy | same | deny-all unless a policy |
 //! | PID 1 | the workload (`--init`: mini-init) | same | mini-init |
 //! | /proc | every process | same | hidepid=2 |
+//! | mount audit after setup | no | yes | yes |
 //!
 //! Limits that cannot be enforced are fatal outside agent mode
 //! ([`unenforced_limits_are_fatal`]).
@@ -57,6 +58,7 @@ pub fn enforce(mut plan: Plan) -> Result<Plan, Vec<String>> {
             plan.mode
         ));
     }
+    plan.hardening.audit_mounts = true;
     let landlock = &mut plan.security.landlock;
     let floor = match plan.mode {
         ServiceMode::Production => PRODUCTION_LANDLOCK_ABI,
@@ -93,6 +95,42 @@ pub fn enforce(mut plan: Plan) -> Result<Plan, Vec<String>> {
     }
     if found.is_empty() {
         Ok(plan)
+    } else {
+        Err(found)
+    }
+}
+
+/// `--trust-level`: how far the workload is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Trusted,
+    /// Never the host's network; meant for the gVisor runtime, which
+    /// nucleus does not have yet: until then only agent mode's
+    /// `--allow-degraded-security` runs it, under the regular sandbox.
+    Untrusted,
+}
+
+/// What an untrusted workload may not have, or a warning when it runs
+/// without the stronger runtime it should get.
+pub fn check_trust(trust: Trust, plan: &Plan) -> Result<Option<String>, Vec<String>> {
+    if trust == Trust::Trusted {
+        return Ok(None);
+    }
+    let mut found = Vec::new();
+    if plan.network == NetworkMode::Host {
+        found.push("--trust-level untrusted never gets the host's network".to_owned());
+    }
+    if !plan.security.allow_degraded {
+        found.push(
+            "--trust-level untrusted needs the gVisor runtime, which this nucleus does not have yet; in agent mode, --allow-degraded-security runs it under the regular sandbox"
+                .to_owned(),
+        );
+    }
+    if found.is_empty() {
+        Ok(Some(
+            "--trust-level untrusted: no gVisor runtime here; running under the regular sandbox (--allow-degraded-security)"
+                .to_owned(),
+        ))
     } else {
         Err(found)
     }
@@ -268,13 +306,27 @@ mod tests {
     }
 
     #[test]
+    fn untrusted_needs_gvisor_or_the_degraded_flag_and_never_the_host_network() {
+        let p = plan(ServiceMode::Agent);
+        assert_eq!(check_trust(Trust::Trusted, &p), Ok(None));
+        let found = check_trust(Trust::Untrusted, &p).unwrap_err();
+        assert!(found[0].contains("gVisor"), "{found:?}");
+        let mut p = plan(ServiceMode::Agent);
+        p.security.allow_degraded = true;
+        assert!(check_trust(Trust::Untrusted, &p).unwrap().is_some());
+        p.network = NetworkMode::Host;
+        let found = check_trust(Trust::Untrusted, &p).unwrap_err();
+        assert!(found[0].contains("host's network"), "{found:?}");
+    }
+
+    #[test]
     fn row_production_defaults_init_hidepid_and_deny_all_egress() {
         let mut p = production();
         bridged(&mut p);
         with_dns(&mut p);
         let prod = enforce(p).unwrap();
         assert!(prod.process.init);
-        assert!(prod.hardening.hide_pids);
+        assert!(prod.hardening.hide_pids && prod.hardening.audit_mounts);
         let NetworkMode::Bridge(bridge) = prod.network else {
             panic!("still bridged")
         };
@@ -286,5 +338,6 @@ mod tests {
         );
         let strict = enforce(plan(ServiceMode::StrictAgent)).unwrap();
         assert!(!strict.process.init && !strict.hardening.hide_pids);
+        assert!(strict.hardening.audit_mounts);
     }
 }

@@ -295,6 +295,9 @@ pub struct Process {
 pub struct Hardening {
     /// /proc shows only the workload's own uid's processes (hidepid=2).
     pub hide_pids: bool,
+    /// After setup, the sandbox checks its own mount table against the
+    /// flags it mounted with; a mismatch is fatal.
+    pub audit_mounts: bool,
 }
 
 /// Wall-clock limit, whole seconds.

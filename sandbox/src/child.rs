@@ -25,7 +25,7 @@ use protocol::{NetworkMode, Plan};
 
 use crate::error::Error;
 use crate::inputs::Inputs;
-use crate::{caps, exec, init, landlock, mounts, net, rootfs, sys};
+use crate::{caps, exec, init, landlock, mountaudit, mounts, net, rootfs, sys};
 
 /// Tags of the messages on the error pipe, child to parent.
 pub(crate) const REPORT_SETUP: u8 = b'S';
@@ -168,6 +168,9 @@ fn setup_and_exec(
             ),
             source: std::io::Error::from_raw_os_error(libc::EXDEV),
         });
+    }
+    if plan.hardening.audit_mounts {
+        mountaudit::verify(plan, &steps)?;
     }
     attach_stdio(plan.process.tty.then_some(control).flatten(), stdio)?;
 

@@ -23,6 +23,7 @@ mod idmap;
 mod init;
 mod inputs;
 mod landlock;
+mod mountaudit;
 mod mounts;
 mod net;
 mod nflog;

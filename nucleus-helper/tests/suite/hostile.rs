@@ -875,3 +875,101 @@ fn a_userspace_nat_never_runs_in_the_helper() {
     expect_refusal(answer, ErrorCode::BadRequest, "runs as the caller");
     finished_cleanly(child);
 }
+
+/// Mount points at or under `dir` in this test's mount namespace.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(ok.success(), "{cmd}");
+}
+
+/// A root directory on a shared tmpfs of this test's namespace, with the
+/// directories the sandbox mounts on. Unmounted when dropped.
+struct SharedRoot(PathBuf);
+
+impl SharedRoot {
+    fn new(label: &str) -> SharedRoot {
+        let dir = state_root().join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        sh(&format!(
+            "mount -t tmpfs tmpfs {d} && mount --make-shared {d} && mkdir {d}/usr {d}/proc {d}/dev {d}/sys {d}/tmp"
+        ));
+        SharedRoot(dir)
+    }
+
+    fn plan(&self, argv: &[&str]) -> Plan {
+        let mut plan = sample_plan();
+        plan.root.source =
+            RootSource::Directory(AbsPath::try_from(self.0.to_str().unwrap()).unwrap());
+        plan.process.argv = Argv::try_from(
+            argv.iter()
+                .map(|a| Arg::try_from(*a).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        with_libraries(&mut plan);
+        plan
+    }
+
+    fn run(&self, plan: &Plan) -> ExitStatus {
+        let (bytes, digest) = launch_bytes(plan);
+        let (mut sock, child) = connect();
+        hello(&mut sock);
+        let (root, usr) = (open_dir(self.0.to_str().unwrap()), open_dir("/usr"));
+        send_launch(&sock, bytes, digest, &[root.as_fd(), usr.as_fd()]);
+        assert!(
+            matches!(reply(&mut sock), Some(Message::Started { .. })),
+            "the sandbox starts"
+        );
+        let Some(Message::Exited(status)) = reply(&mut sock) else {
+            panic!("no exit status")
+        };
+        finished_cleanly(child);
+        status
+    }
+}
+
+impl Drop for SharedRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-R").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_sandboxs_mounts_never_reach_the_callers_namespace() {
+    // The caller's trees are cloned in the caller's namespace; a clone of
+    // a shared mount would be its peer, and the sandbox's /proc, /dev and
+    // /sys would appear in the caller's tree (they did, before the clones
+    // were made private).
+    let root = SharedRoot::new("shared-root");
+    let before = mounts_under(&root.0);
+    let status = root.run(&root.plan(&["/usr/bin/true"]));
+    assert_eq!(status, ExitStatus::Code(0));
+    assert_eq!(mounts_under(&root.0), before);
+}
+
+#[test]
+fn hidden_pids_mount_proc_with_hidepid() {
+    let root = SharedRoot::new("hidepid-root");
+    let check = [
+        "/usr/bin/grep",
+        "-qE",
+        "hidepid=(2|invisible)",
+        "/proc/self/mountinfo",
+    ];
+    let mut plan = root.plan(&check);
+    assert_eq!(root.run(&plan), ExitStatus::Code(1), "not without it");
+    plan.hardening.hide_pids = true;
+    assert_eq!(root.run(&plan), ExitStatus::Code(0));
+}

@@ -155,3 +155,47 @@ fn kernel_lockdown_is_required_as_asked() {
         .run(&["true"])
         .assert_refused("--require-kernel-lockdown bogus");
 }
+
+#[test]
+fn untrusted_workloads_need_gvisor_or_the_degraded_flag() {
+    let id = Identity::invoker();
+    Nucleus::bare(&id)
+        .args(["--trust-level", "untrusted"])
+        .run(&["true"])
+        .assert_refused("needs the gVisor runtime");
+    let out = Nucleus::new(&id)
+        .args(["--trust-level", "untrusted", "--allow-degraded-security"])
+        .run(&["true"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("no gVisor runtime here"), "{out}");
+    Nucleus::bare(&id)
+        .args([
+            "--trust-level",
+            "untrusted",
+            "--allow-degraded-security",
+            "--network",
+            "host",
+            "--allow-host-network",
+        ])
+        .run(&["true"])
+        .assert_refused("never gets the host's network");
+}
+
+#[test]
+fn strict_agent_runs_and_audits_its_mounts() {
+    let Some(user) = Who::User.resolve() else {
+        return;
+    };
+    // The audit runs after setup; a clean table lets the workload start.
+    let out = Nucleus::new(&user)
+        .args(["--service-mode", "strict-agent", "-v", "/tmp:/data:ro"])
+        .run(&["true"]);
+    out.assert_code(0);
+    // As root, only with ids remapped away from the host's root.
+    if let Some(root) = Who::Root.resolve() {
+        Nucleus::new(&root)
+            .args(["--service-mode", "strict-agent", "--userns", "subids"])
+            .run(&["true"])
+            .assert_code(0);
+    }
+}

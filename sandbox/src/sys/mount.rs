@@ -73,13 +73,39 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, attr_set: u64, recursive: bool) -> io::
 /// A detached recursive copy of the mount tree at `source` (open_tree with
 /// OPEN_TREE_CLONE): attributes are set on it before it is attached, so it
 /// never appears in the namespace with the wrong flags.
+///
+/// The copy is made private, recursively, before anything else: a clone
+/// of a shared mount joins its peer group, so a tree cloned in the
+/// caller's (the host's) namespace would carry every mount the sandbox
+/// makes on it back to the host, and pivot_root refuses shared mounts.
 pub fn clone_tree(source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let flags = libc::OPEN_TREE_CLONE
         | libc::OPEN_TREE_CLOEXEC
         | libc::AT_RECURSIVE as u32
         | libc::AT_EMPTY_PATH as u32;
     // SAFETY: the path is the empty C string, so the kernel acts on `source`.
-    owned(unsafe { libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags) })
+    let tree = owned(unsafe {
+        libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags)
+    })?;
+    let mut attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid mount_attr of the size passed; the path is
+    // the empty C string, so the kernel acts on the new tree itself.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(tree)
 }
 
 /// Attaches a detached tree on top of the directory (or file) `target`.

@@ -151,6 +151,25 @@ kill "$lo_server"; wait "$lo_server" 2>/dev/null || true
 ip link del v0
 t_eq "nothing of pasta's left" "" "$(pgrep -x pasta || true)"
 
+t_section "--rootfs through the helper; production mode"
+# A root of the guest's own: its /usr bound in, the rest empty.
+mkdir -p /srv/root/{usr,etc,tmp,proc,dev,sys,run}
+mount --bind /usr /srv/root/usr
+for l in bin sbin lib lib64; do ln -sfn "usr/$l" "/srv/root/$l"; done
+host_mounts=$(awk '{print $5}' /proc/self/mountinfo | sort | md5sum)
+out=$(as_user tester nucleus run --memory 64M --rootfs /srv/root -- sh -c 'echo "pid $$"' 2>&1)
+t_eq "tester: a sandbox on a root of its own (pivot_root into a cloned tree)" "pid 1" "$out"
+out=$(as_user tester nucleus run --memory 64M --init --rootfs / -- sh -c 'echo "pid $$"' 2>&1)
+t_match "--rootfs / (shared mounts) with a mini-init: the workload is not PID 1" "^pid [2-9][0-9]*$" "$out"
+t_eq "the host's mount table is as it was (the clones are private)" "$host_mounts" \
+  "$(awk '{print $5}' /proc/self/mountinfo | sort | md5sum)"
+out=$(as_user tester nucleus run --service-mode production --memory 64M --rootfs /srv/root -- true 2>&1)
+t_match "production needs Landlock ABI 3: this 6.1 guest kernel has 2, and says so" \
+  "the required Landlock ABI is not available on this kernel \(kernel offers ABI 2, the policy requires 3\)" "$out"
+out=$(as_user tester nucleus run --service-mode production --rootfs /srv/root -- true 2>&1)
+t_match "production without --memory is refused" "production mode forbids: production mode needs a memory limit" "$out"
+umount /srv/root/usr
+
 t_section "ceilings (/etc/nucleus/helper.conf)"
 mkdir -p /etc/nucleus
 printf 'pids_max = 256\nuser %s memory_max_bytes = 67108864\n' "$(id -u tester)" >/etc/nucleus/helper.conf
