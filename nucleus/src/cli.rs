@@ -62,6 +62,9 @@ options:
                              host's network; needs the gVisor runtime
                              (not yet here: only with
                              --allow-degraded-security, agent mode)
+  --audit-log FILE|journal   one JSON line per security decision (the
+                             mode, the plan's digest, what is applied,
+                             what was degraded and why, the exit)
   --init                     a mini-init as PID 1: reaps orphans, forwards
                              signals (always in production)
   --require-kernel-lockdown L  refuse to start unless the kernel's
@@ -173,6 +176,7 @@ pub struct RunSpec {
     pub init: bool,
     pub lockdown: Option<Lockdown>,
     pub trust: Trust,
+    pub audit_log: Option<PathBuf>,
     pub agent: AgentSpec,
 }
 
@@ -262,6 +266,7 @@ impl RunSpec {
             init: false,
             lockdown: None,
             trust: Trust::Trusted,
+            audit_log: None,
             agent: AgentSpec::default(),
         }
     }
@@ -429,6 +434,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             }
             Short('t') | Long("tty") => spec.tty = true,
             Long("init") => spec.init = true,
+            Long("audit-log") => spec.audit_log = Some(parser.value()?.into()),
             Long("trust-level") => {
                 let v = string(parser.value()?, "--trust-level")?;
                 spec.trust = match v.as_str() {

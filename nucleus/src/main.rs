@@ -7,6 +7,7 @@
 //! the sandbox could influence after the fork.
 
 mod agent;
+mod audit;
 mod cli;
 mod client;
 mod compile;
@@ -92,28 +93,100 @@ impl From<sandbox::Error> for Failure {
 struct RootlessHooks<'a> {
     plan: &'a protocol::Plan,
     root: bool,
+    /// What could not be applied, for the audit log (agent mode warns).
+    degraded: Vec<String>,
+}
+
+/// `nucleus run`: the sandbox's exit status in the shell's convention.
+fn run_sandbox(
+    spec: &cli::RunSpec,
+    mut audit: Option<&mut audit::AuditLog>,
+) -> Result<u8, Failure> {
+    if let Some(level) = spec.lockdown {
+        lockdown::require(level)?;
+    }
+    let (uid, gid) = sandbox::caller_ids();
+    let via_helper = uid != 0 && !spec.rootless && client::available();
+    let caller = compile::Caller {
+        uid,
+        gid,
+        via_helper,
+    };
+    let (plan, inputs) = compile::compile(spec, caller)?;
+    // cgroup limits and bridges for an unprivileged caller: the
+    // helper does them where it is installed; --rootless keeps the
+    // sandbox in-process.
+    let needs_privilege = plan.limits.wants_cgroup()
+        || matches!(
+            &plan.network,
+            protocol::NetworkMode::Bridge(protocol::Bridge {
+                backend: protocol::NatBackend::Kernel(_),
+                ..
+            })
+        );
+    if let Some(log) = audit.as_mut() {
+        log.record(
+            "start",
+            &audit::plan_fields(&plan, via_helper && needs_privilege)?,
+        )?;
+    }
+    if via_helper && needs_privilege {
+        let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
+        if ended.out_of_memory {
+            eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
+        }
+        if ended.timed_out {
+            eprintln!("nucleus: timeout: the sandbox was killed after --timeout");
+            return Ok(EXIT_TIMEOUT);
+        }
+        return Ok(ended.status.shell_code());
+    }
+    let mut hooks = RootlessHooks {
+        plan: &plan,
+        root: uid == 0,
+        degraded: Vec::new(),
+    };
+    let outcome = sandbox::run(&plan, inputs, &mut hooks);
+    if let Some(log) = audit.as_mut() {
+        for why in &hooks.degraded {
+            log.record("degraded", &[("why", audit::Json::Str(why.clone()))])?;
+        }
+    }
+    let outcome = outcome?;
+    if outcome.timed_out {
+        return Ok(EXIT_TIMEOUT);
+    }
+    Ok(match outcome.status {
+        ExitStatus::Code(c) => c,
+        s @ ExitStatus::Signal(_) => s.shell_code(),
+    })
 }
 
 impl sandbox::Hooks for RootlessHooks<'_> {
     fn place(&mut self, pid: i32) -> Result<(), String> {
-        place_in_cgroup(self.plan, self.root, pid)
+        if let Some(why) = place_in_cgroup(self.plan, self.root, pid)? {
+            eprintln!("nucleus: warning: {why}");
+            self.degraded.push(why);
+        }
+        Ok(())
     }
 }
 
 /// Puts a sandbox that asks for cgroup limits into a systemd scope. Runs
 /// after the fork (zbus starts threads, which must not exist when the
-/// executor forks). Without a manager, agent mode warns and strict modes
-/// refuse.
-fn place_in_cgroup(plan: &protocol::Plan, root: bool, pid: i32) -> Result<(), String> {
+/// executor forks). Without a manager, agent mode goes on (the warning is
+/// returned) and strict modes refuse.
+fn place_in_cgroup(plan: &protocol::Plan, root: bool, pid: i32) -> Result<Option<String>, String> {
     if !plan.limits.wants_cgroup() {
-        return Ok(());
+        return Ok(None);
     }
     let name = plan.name.as_ref().map_or("sandbox", |n| n.as_str());
     let manager = match systemd::Manager::connect(root) {
         Ok(manager) => manager,
         Err(e) if !modes::unenforced_limits_are_fatal(plan.mode) => {
-            eprintln!("nucleus: warning: --memory/--cpus/--pids are not enforced: {e:#}");
-            return Ok(());
+            return Ok(Some(format!(
+                "--memory/--cpus/--pids are not enforced: {e:#}"
+            )));
         }
         Err(e) => {
             return Err(format!(
@@ -125,6 +198,7 @@ fn place_in_cgroup(plan: &protocol::Plan, root: bool, pid: i32) -> Result<(), St
     let pid = u32::try_from(pid).map_err(|e| e.to_string())?;
     manager
         .place(pid, name, &plan.limits)
+        .map(|()| None)
         .map_err(|e| format!("{e:#}"))
 }
 
@@ -183,51 +257,23 @@ fn run() -> Result<u8, Failure> {
             Ok(0)
         }
         cli::Command::Run(spec) => {
-            if let Some(level) = spec.lockdown {
-                lockdown::require(level)?;
+            let mut audit = spec
+                .audit_log
+                .as_deref()
+                .map(audit::AuditLog::open)
+                .transpose()?;
+            let ran = run_sandbox(&spec, audit.as_mut());
+            if let Some(log) = audit.as_mut() {
+                let (event, fields) = match &ran {
+                    Ok(code) => ("exit", vec![("status", audit::Json::Num(u64::from(*code)))]),
+                    Err(e) => (
+                        "refused",
+                        vec![("reason", audit::Json::Str(format!("{e:#}")))],
+                    ),
+                };
+                log.record(event, &fields)?;
             }
-            let (uid, gid) = sandbox::caller_ids();
-            let via_helper = uid != 0 && !spec.rootless && client::available();
-            let caller = compile::Caller {
-                uid,
-                gid,
-                via_helper,
-            };
-            let (plan, inputs) = compile::compile(&spec, caller)?;
-            // cgroup limits and bridges for an unprivileged caller: the
-            // helper does them where it is installed; --rootless keeps the
-            // sandbox in-process.
-            let needs_privilege = plan.limits.wants_cgroup()
-                || matches!(
-                    &plan.network,
-                    protocol::NetworkMode::Bridge(protocol::Bridge {
-                        backend: protocol::NatBackend::Kernel(_),
-                        ..
-                    })
-                );
-            if via_helper && needs_privilege {
-                let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
-                if ended.out_of_memory {
-                    eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
-                }
-                if ended.timed_out {
-                    eprintln!("nucleus: timeout: the sandbox was killed after --timeout");
-                    return Ok(EXIT_TIMEOUT);
-                }
-                return Ok(ended.status.shell_code());
-            }
-            let mut hooks = RootlessHooks {
-                plan: &plan,
-                root: uid == 0,
-            };
-            let outcome = sandbox::run(&plan, inputs, &mut hooks)?;
-            if outcome.timed_out {
-                return Ok(EXIT_TIMEOUT);
-            }
-            Ok(match outcome.status {
-                ExitStatus::Code(c) => c,
-                s @ ExitStatus::Signal(_) => s.shell_code(),
-            })
+            ran
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Service modes at the command line, the mini-init and the kernel
 //! lockdown requirement.
 
-use super::harness::{Identity, Nucleus, Who};
+use super::harness::{helper_output, Identity, Nucleus, Who};
 
 /// A workload that leaves an orphan behind and never waits for it, then
 /// counts the zombies it can see.
@@ -107,11 +107,10 @@ fn strict_agent_as_root_needs_remapped_ids() {
 /// The level this kernel is locked down to, read as root through a
 /// private securityfs mount; None where there is no lockdown support.
 fn kernel_lockdown() -> Option<String> {
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t securityfs -o ro securityfs /sys/kernel/security 2>/dev/null; cat /sys/kernel/security/lockdown")
-        .output()
-        .ok()?;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t securityfs -o ro securityfs /sys/kernel/security 2>/dev/null; cat /sys/kernel/security/lockdown");
+    let out = helper_output(cmd);
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
@@ -198,4 +197,53 @@ fn strict_agent_runs_and_audits_its_mounts() {
             .run(&["true"])
             .assert_code(0);
     }
+}
+
+#[test]
+fn the_audit_log_has_a_json_line_per_decision() {
+    let id = Identity::invoker();
+    let dir = super::harness::TempDir::new("audit-log");
+    let log = dir.join("audit.ndjson");
+    let log_arg = log.to_str().unwrap();
+    Nucleus::new(&id)
+        .args(["--audit-log", log_arg, "--allow-degraded-security"])
+        .run(&["true"])
+        .assert_code(0);
+    Nucleus::bare(&id)
+        .args([
+            "--audit-log",
+            log_arg,
+            "--service-mode",
+            "strict-agent",
+            "--network",
+            "host",
+            "--allow-host-network",
+        ])
+        .run(&["true"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["start", "exit", "refused"], "{text}");
+    let start = &lines[0];
+    assert_eq!(start["mode"], "agent");
+    assert!(start["plan_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(start["seccomp_sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        start["degraded"][0]
+            .as_str()
+            .unwrap()
+            .contains("--allow-degraded-security"),
+        "{text}"
+    );
+    assert_eq!(lines[1]["status"], 0);
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--network host is only for agent mode"));
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use dirs::{give, TempDir};
 pub use probe::{assert_denied, attempt, host_namespace, report, words, Attempt};
-pub use run::{children_of, cmdline, dies_within, Nucleus};
+pub use run::{children_of, cmdline, dies_within, helper_output, Nucleus};
 
 /// The probe inside every sandbox started with [`Nucleus::new`].
 pub const PROBE: &str = "/probe/nucleus-probe";

@@ -149,6 +149,29 @@ impl Nucleus {
     }
 }
 
+/// Runs a helper command of a test (not nucleus) to completion,
+/// registered like a nucleus run so that other tests' leftover checks do
+/// not take it for an orphan.
+pub fn helper_output(mut cmd: Command) -> std::process::Output {
+    let child = {
+        let mut live = live();
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        *live
+            .get_or_insert_with(HashMap::new)
+            .entry(child_pid(&child))
+            .or_default() += 1;
+        child
+    };
+    let pid = child_pid(&child);
+    let out = child.wait_with_output().unwrap();
+    unregister(pid);
+    out
+}
+
 fn child_pid(child: &Child) -> i32 {
     i32::try_from(child.id()).unwrap_or(i32::MAX)
 }
