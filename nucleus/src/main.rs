@@ -13,8 +13,10 @@ mod compile;
 mod limits;
 mod modes;
 mod network;
+mod policy;
+mod policy_caps;
+mod policy_landlock;
 mod seccomp;
-#[cfg(test)]
 mod seccomp_oci;
 mod systemd;
 
