@@ -37,5 +37,6 @@ mod harness;
 mod host_view;
 mod network;
 mod options;
+mod policy;
 mod process;
 mod tty;
