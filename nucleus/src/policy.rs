@@ -234,7 +234,7 @@ fn read(kind: Kind, pinned: &Pinned) -> Result<Option<Source>> {
         }
         return Ok(None);
     };
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("{flag} {}: {e}", path.display()))?;
+    let bytes = read_limited(path).map_err(|e| anyhow!("{flag} {}: {e}", path.display()))?;
     check_pin(kind, path, &bytes, pinned.sha256)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| anyhow!("{flag} {}: not UTF-8 text", path.display()))?;
@@ -242,6 +242,33 @@ fn read(kind: Kind, pinned: &Pinned) -> Result<Option<Source>> {
         name: format!("{flag} {}", path.display()),
         text,
     }))
+}
+
+/// The largest policy file read (the default seccomp profile is ~10 KiB).
+const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+/// A regular file's bytes, at most [`MAX_POLICY_BYTES`]: a FIFO or a
+/// device would block or never end.
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {MAX_POLICY_BYTES} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A pinned file whose SHA-256 differs is fatal, naming both hashes.
@@ -323,6 +350,21 @@ mod tests {
         };
         let err = read(Kind::Caps, &unpinned_file).unwrap_err().to_string();
         assert!(err.contains("--caps-policy-sha256"), "{err}");
+        let not_a_file = Pinned {
+            file: Some(dir.clone()),
+            sha256: None,
+        };
+        let err = read(Kind::Caps, &not_a_file).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let null = Pinned {
+            file: Some("/dev/zero".into()),
+            sha256: None,
+        };
+        let err = read(Kind::Caps, &null).unwrap_err().to_string();
+        assert!(
+            err.contains("--caps-policy /dev/zero: not a regular file"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -143,6 +143,18 @@ mod tests {
             e.contains(": syscalls[0].names: invalid type: string \"read\", expected a sequence"),
             "{e}"
         );
+        let e = err(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":0}"#);
+        assert!(
+            e.contains(": defaultErrnoRet: errno 0 is out of range"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
+        );
+        assert!(
+            e.contains(": syscalls[0].errnoRet: errno 70000 is out of range"),
+            "{e}"
+        );
         let e = err(r#"{"syscalls":[]}"#);
         assert!(e.contains("missing field `defaultAction`"), "{e}");
         let e = err(r#"{"defaultAction":"SCMP_ACT_ALLOW"} x"#);

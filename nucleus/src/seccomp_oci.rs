@@ -19,7 +19,7 @@ pub struct Profile {
     _comment: Option<String>,
     default_action: Action,
     #[serde(default)]
-    default_errno_ret: Option<u16>,
+    default_errno_ret: Option<Errno>,
     #[serde(default)]
     architectures: Vec<Arch>,
     #[serde(default)]
@@ -34,7 +34,7 @@ struct Rule {
     names: Vec<String>,
     action: Action,
     #[serde(default)]
-    errno_ret: Option<u16>,
+    errno_ret: Option<Errno>,
     #[serde(default)]
     args: Vec<ArgRule>,
 }
@@ -47,6 +47,23 @@ struct ArgRule {
     #[serde(default)]
     value_two: u64,
     op: CompareOp,
+}
+
+/// An errno for `SCMP_ACT_ERRNO`: 1 to 4095 (what the C library takes for
+/// an error; 0 would make a denied call look successful).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "u32")]
+struct Errno(u16);
+
+impl TryFrom<u32> for Errno {
+    type Error = String;
+
+    fn try_from(errno: u32) -> Result<Self, Self::Error> {
+        match u16::try_from(errno) {
+            Ok(e @ 1..=4095) => Ok(Errno(e)),
+            _ => Err(format!("errno {errno} is out of range: use 1 to 4095")),
+        }
+    }
 }
 
 /// A system call argument: 0 to 5.
@@ -115,10 +132,10 @@ enum CompareOp {
 
 const EPERM: u16 = 1;
 
-fn action(action: Action, errno: Option<u16>) -> ScmpAction {
+fn action(action: Action, errno: Option<Errno>) -> ScmpAction {
     match action {
         Action::Allow => ScmpAction::Allow,
-        Action::Errno => ScmpAction::Errno(i32::from(errno.unwrap_or(EPERM))),
+        Action::Errno => ScmpAction::Errno(i32::from(errno.map_or(EPERM, |e| e.0))),
         Action::KillThread => ScmpAction::KillThread,
         Action::KillProcess => ScmpAction::KillProcess,
         Action::Trap => ScmpAction::Trap,
