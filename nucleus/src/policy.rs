@@ -178,7 +178,17 @@ impl Source {
     pub fn parse_toml<T: DeserializeOwned>(&self) -> Result<T> {
         let de = match toml::Deserializer::parse(&self.text) {
             Ok(de) => de,
-            Err(e) => return Err(self.error_at(e.span().map(|s| s.start), "", e.message())),
+            Err(e) => {
+                // A syntax error has no path; a duplicate key names itself.
+                let span = e.span();
+                let key = match &span {
+                    Some(s) if e.message() == "duplicate key" => {
+                        self.text.get(s.clone()).unwrap_or_default()
+                    }
+                    _ => "",
+                };
+                return Err(self.error_at(span.map(|s| s.start), key, e.message()));
+            }
         };
         serde_path_to_error::deserialize(de).map_err(|e| {
             // toml::Spanned wraps its value in a private field.
@@ -202,7 +212,7 @@ impl Source {
             let message = message
                 .rsplit_once(" at line ")
                 .map_or(message.as_str(), |(m, _)| m);
-            self.error_at_line(inner.line(), inner.column(), &field, message)
+            self.error_at_line(inner.line(), inner.column().max(1), &field, message)
         })?;
         de.end().map_err(|e| {
             self.error_at_line(

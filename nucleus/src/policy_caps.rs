@@ -192,6 +192,11 @@ mod tests {
     #[test]
     fn syntax_errors_have_positions() {
         let e = err("[bounding\nkeep = []\n");
-        assert!(e.starts_with("--caps-policy t.toml:1:"), "{e}");
+        assert!(
+            e.starts_with("--caps-policy t.toml:1:10: unclosed table"),
+            "{e}"
+        );
+        let e = err("[bounding]\nkeep = []\nkeep = []\n");
+        assert_eq!(e, "--caps-policy t.toml:3:1: keep: duplicate key");
     }
 }
