@@ -8,6 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use lexopt::prelude::*;
 use protocol::{SandboxId, ServiceMode, StopSignal};
 
+use crate::lockdown::Lockdown;
+
 pub const USAGE: &str = "\
 usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
        nucleus ps               your sandboxes running through the helper
@@ -51,7 +53,15 @@ options:
                              the system manager for root)
   --service-mode MODE        agent (default): missing mechanisms and limits
                              may be allowed with warnings; strict-agent:
-                             every mechanism and limit must apply
+                             every mechanism and limit must apply;
+                             production: strict-agent plus --memory,
+                             --rootfs, deny-all egress, a mini-init,
+                             hidepid=2 and Landlock ABI 3 at least
+  --init                     a mini-init as PID 1: reaps orphans, forwards
+                             signals (always in production)
+  --require-kernel-lockdown L  refuse to start unless the kernel's
+                             lockdown is at least L (integrity or
+                             confidentiality)
   -h, --help                 show this help
 
 policies (defaults: config/*-default.* in the source, built in):
@@ -165,6 +175,8 @@ pub struct RunSpec {
     pub pids: Option<String>,
     pub io_weight: Option<String>,
     pub mode: ServiceMode,
+    pub init: bool,
+    pub lockdown: Option<Lockdown>,
     pub agent: AgentSpec,
     pub policy: crate::policy::PolicySpec,
 }
@@ -252,6 +264,8 @@ impl RunSpec {
             pids: None,
             io_weight: None,
             mode: ServiceMode::Agent,
+            init: false,
+            lockdown: None,
             agent: AgentSpec::default(),
             policy: crate::policy::PolicySpec::default(),
         }
@@ -412,10 +426,22 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                 spec.mode = match v.as_str() {
                     "agent" => ServiceMode::Agent,
                     "strict-agent" => ServiceMode::StrictAgent,
-                    _ => bail!("--service-mode {v}: unknown mode; use agent or strict-agent"),
+                    "production" => ServiceMode::Production,
+                    _ => bail!(
+                        "--service-mode {v}: unknown mode; use agent, strict-agent or production"
+                    ),
                 };
             }
             Short('t') | Long("tty") => spec.tty = true,
+            Long("init") => spec.init = true,
+            Long("require-kernel-lockdown") => {
+                let v = string(parser.value()?, "--require-kernel-lockdown")?;
+                spec.lockdown = Some(match v.as_str() {
+                    "integrity" => Lockdown::Integrity,
+                    "confidentiality" => Lockdown::Confidentiality,
+                    _ => bail!("--require-kernel-lockdown {v}: use integrity or confidentiality"),
+                });
+            }
             Long("timeout") => {
                 let v = string(parser.value()?, "--timeout")?;
                 let secs: u32 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {

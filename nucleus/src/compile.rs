@@ -96,6 +96,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             env: environment(spec, &root)?,
             cwd,
             tty: spec.tty,
+            init: spec.init,
         },
         limits: Limits {
             timeout: spec
@@ -128,16 +129,16 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
         },
+        hardening: protocol::Hardening::default(),
         network,
         context: agent.context,
         workspace: agent.workspace,
         secrets: agent.secrets,
     };
+    let mode = plan.mode;
+    let plan = modes::enforce(plan)
+        .map_err(|found| anyhow!("{mode} mode forbids: {}", found.join("; ")))?;
     plan.validate().context("the plan is invalid")?;
-    let violations = modes::violations(&plan);
-    if !violations.is_empty() {
-        bail!("{} mode forbids: {}", plan.mode, violations.join("; "));
-    }
     let inputs = sandbox::Inputs {
         secrets: agent.secret_fds,
         host_trees: Vec::new(),

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod compile;
 mod limits;
+mod lockdown;
 mod modes;
 mod network;
 mod policy;
@@ -184,6 +185,9 @@ fn run() -> Result<u8, Failure> {
             Ok(0)
         }
         cli::Command::Run(spec) => {
+            if let Some(level) = spec.lockdown {
+                lockdown::require(level)?;
+            }
             let (uid, gid) = sandbox::caller_ids();
             let via_helper = uid != 0 && !spec.rootless && client::available();
             let caller = compile::Caller {

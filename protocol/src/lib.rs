@@ -31,9 +31,9 @@ pub use network::{
 };
 pub use path::{AbsPath, PathError};
 pub use plan::{
-    Argv, HostKind, IdMap, IdMapping, IoWeight, Limits, MemoryLimit, MilliCpus, Mount, Namespaces,
-    PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout, CONTEXT_DIR,
-    MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
+    Argv, Hardening, HostKind, IdMap, IdMapping, IoWeight, Limits, MemoryLimit, MilliCpus, Mount,
+    Namespaces, PidsLimit, Plan, PlanError, Process, RootFs, RootSource, ServiceMode, Timeout,
+    CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
 };
 pub use security::{
     CapSet, Capabilities, Capability, Enforcement, FsAccess, LandlockPolicy, LandlockRule,

@@ -290,6 +290,17 @@ pub struct Process {
     pub cwd: AbsPath,
     /// Give the workload a new pseudo-terminal as its controlling tty.
     pub tty: bool,
+    /// A mini-init is PID 1 (reaps orphans, forwards signals, exits with
+    /// the workload's status); otherwise the workload is.
+    pub init: bool,
+}
+
+/// Restrictions beyond the defaults, which production mode turns on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    /// /proc shows only the workload's own uid's processes (hidepid=2).
+    pub hide_pids: bool,
 }
 
 /// Wall-clock limit, whole seconds.
@@ -434,6 +445,7 @@ impl std::fmt::Display for ServiceMode {
         f.write_str(match self {
             ServiceMode::Agent => "agent",
             ServiceMode::StrictAgent => "strict-agent",
+            ServiceMode::Production => "production",
         })
     }
 }
@@ -447,6 +459,10 @@ pub enum ServiceMode {
     Agent,
     /// Every mechanism must apply; limits must be enforced.
     StrictAgent,
+    /// A declared service: strict-agent's rules, plus a memory limit, its
+    /// own root, deny-all egress by default, Landlock ABI 3 at least, a
+    /// mini-init as PID 1 and other users' processes hidden.
+    Production,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,6 +478,7 @@ pub struct Plan {
     pub process: Process,
     pub limits: Limits,
     pub security: Security,
+    pub hardening: Hardening,
     pub network: NetworkMode,
     pub context: Option<Context>,
     pub workspace: Option<Workspace>,

@@ -49,6 +49,7 @@ pub fn sample_plan() -> Plan {
             env,
             cwd: AbsPath::root(),
             tty: false,
+            init: false,
         },
         limits: Limits {
             timeout: None,
@@ -57,6 +58,7 @@ pub fn sample_plan() -> Plan {
             pids: None,
             io_weight: None,
         },
+        hardening: Hardening::default(),
         security: Security {
             seccomp: SeccompProgram::try_from(vec![SockFilter {
                 code: 0x06,

@@ -25,7 +25,7 @@ use protocol::{NetworkMode, Plan};
 
 use crate::error::Error;
 use crate::inputs::Inputs;
-use crate::{caps, exec, landlock, mounts, net, rootfs, sys};
+use crate::{caps, exec, init, landlock, mounts, net, rootfs, sys};
 
 /// Tags of the messages on the error pipe, child to parent.
 pub(crate) const REPORT_SETUP: u8 = b'S';
@@ -184,6 +184,10 @@ fn setup_and_exec(
     sys::close_range(report_fd + 1, u32::MAX).step(|| "closing inherited descriptors".into())?;
     sys::seccomp_install(plan.security.seccomp.instructions())
         .step(|| "installing the seccomp filter".into())?;
+    if plan.process.init {
+        // Last: the init lives under every restriction the workload has.
+        init::split(report_fd as std::os::fd::RawFd)?;
+    }
 
     let source = sys::execve(&prepared.program, &prepared.argv, &prepared.envp);
     Err(Error::Exec {

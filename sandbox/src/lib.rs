@@ -20,6 +20,7 @@ mod error;
 mod exec;
 mod firewall;
 mod idmap;
+mod init;
 mod inputs;
 mod landlock;
 mod mounts;

@@ -74,7 +74,10 @@ pub enum Step {
         target: AbsPath,
     },
     /// A fresh procfs for the sandbox's pid namespace.
-    Proc,
+    /// hide_pids: only the workload's own uid's processes are visible.
+    Proc {
+        hide_pids: bool,
+    },
     /// sysfs of the sandbox's network namespace, read-only.
     Sysfs,
     /// A private devpts instance (its own pty numbering).
@@ -164,7 +167,9 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
         },
     }));
     steps.extend(agent_steps(plan));
-    steps.push(Step::Proc);
+    steps.push(Step::Proc {
+        hide_pids: plan.hardening.hide_pids,
+    });
     steps.extend(dev_steps());
     // sysfs can be mounted only by the owner of the network namespace: in
     // the host's, the sandbox has no /sys.
@@ -318,9 +323,12 @@ mod tests {
                 read_only: true
             }
         );
-        assert_eq!(steps[2], Step::Proc);
+        assert_eq!(steps[2], Step::Proc { hide_pids: false });
         assert_eq!(steps.last(), Some(&Step::SealRoot));
-        let proc_at = steps.iter().position(|s| *s == Step::Proc).unwrap();
+        let proc_at = steps
+            .iter()
+            .position(|s| *s == Step::Proc { hide_pids: false })
+            .unwrap();
         let first_mask = steps
             .iter()
             .position(|s| matches!(s, Step::Mask(_)))

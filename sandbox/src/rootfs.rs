@@ -248,12 +248,12 @@ fn apply_kernel_step(step: &Step, root: &OwnedFd) -> Result<(), Error> {
         Step::File { target, text } => {
             write_file(root, target, text).step(|| format!("writing {target}"))
         }
-        Step::Proc => fs_mount(
+        Step::Proc { hide_pids } => fs_mount(
             root,
             &abs("/proc")?,
             c"proc",
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            "",
+            if *hide_pids { "hidepid=2" } else { "" },
         )
         .step(|| "mounting /proc".into()),
         Step::Sysfs => fs_mount(

@@ -35,6 +35,7 @@ mod escape;
 mod filesystem;
 mod harness;
 mod host_view;
+mod modes;
 mod network;
 mod options;
 mod policy;

@@ -13,12 +13,14 @@ mod fs;
 mod mount;
 mod net;
 mod netlink;
+mod proc;
 mod term;
 
 pub use fs::*;
 pub use mount::*;
 pub use net::*;
 pub use netlink::*;
+pub use proc::*;
 pub use term::*;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {

@@ -105,7 +105,7 @@ busctl -- call org.freedesktop.systemd1 /org/freedesktop/systemd1 \
 
 # ------------------------------------------------------------------ polkit
 t_section "polkit"
-expected_actions="org.nucleus.limits.exceed org.nucleus.manage-others org.nucleus.network.bridge org.nucleus.network.host org.nucleus.network.publish-port org.nucleus.run"
+expected_actions="org.nucleus.limits.exceed org.nucleus.manage-others org.nucleus.network.bridge org.nucleus.network.host org.nucleus.network.publish-port org.nucleus.network.publish-privileged-port org.nucleus.run"
 t_eq "polkitd knows every action of polkit/org.nucleus.policy" "$expected_actions" \
   "$(pkaction | grep '^org\.nucleus\.' | sort | words)"
 t_match "org.nucleus.run: yes when active, auth_admin otherwise" \
@@ -116,6 +116,9 @@ for action in limits.exceed network.bridge network.publish-port network.host man
     'implicit any: +auth_admin_keep.*implicit inactive: +auth_admin_keep.*implicit active: +auth_admin_keep' \
     "$(pkaction --verbose --action-id "org.nucleus.$action" | words)"
 done
+t_match "org.nucleus.network.publish-privileged-port: auth_admin, never kept" \
+  'implicit any: +auth_admin implicit inactive: +auth_admin implicit active: +auth_admin( |$)' \
+  "$(pkaction --verbose --action-id org.nucleus.network.publish-privileged-port | words)"
 
 # Two rules: the test-only fixture (tester yes, other no) and the project's
 # example rule, which the package installs as documentation only and which
