@@ -72,6 +72,16 @@ options:
                              confidentiality)
   -h, --help                 show this help
 
+policies (defaults: config/*-default.* in the source, built in):
+  --seccomp-profile FILE     OCI seccomp JSON instead of the default profile
+  --caps-policy FILE         TOML: capabilities to keep ([bounding] keep,
+                             [ambient] keep; default none)
+  --landlock-policy FILE     TOML: min_abi, [[rules]] path and access
+  --seccomp-profile-sha256 HEX, --caps-policy-sha256 HEX,
+  --landlock-policy-sha256 HEX
+                             refuse to start unless the file has this
+                             SHA-256 (as sha256sum prints it)
+
 agent inputs:
   --context DIR              read-only input at /context
   --context-mode MODE        copy: into a tmpfs before start (default);
@@ -178,6 +188,7 @@ pub struct RunSpec {
     pub trust: Trust,
     pub audit_log: Option<PathBuf>,
     pub agent: AgentSpec,
+    pub policy: crate::policy::PolicySpec,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -268,6 +279,7 @@ impl RunSpec {
             trust: Trust::Trusted,
             audit_log: None,
             agent: AgentSpec::default(),
+            policy: crate::policy::PolicySpec::default(),
         }
     }
 }
@@ -467,7 +479,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             }
             Long(flag) => {
                 let flag = flag.to_owned();
-                if !parse_agent_flag(&flag, &mut parser, &mut spec.agent)? {
+                if !parse_agent_flag(&flag, &mut parser, &mut spec.agent)?
+                    && !crate::policy::parse_flag(&flag, &mut parser, &mut spec.policy)?
+                {
                     bail!("unknown option --{flag}; see 'nucleus run --help'");
                 }
             }

@@ -9,13 +9,13 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use protocol::{
-    AbsPath, Arg, Argv, Enforcement, EnvName, FsAccess, Hostname, IdMap, IdMapping, LandlockPolicy,
-    LandlockRule, Limits, Mount, Namespaces, OverlayUpper, Plan, Process, RootFs, RootSource,
-    SandboxName, Security, Timeout, MAX_COPY_BYTES,
+    AbsPath, Arg, Argv, EnvName, Hostname, IdMap, IdMapping, Limits, Mount, Namespaces,
+    OverlayUpper, Plan, Process, RootFs, RootSource, SandboxName, Security, Timeout,
+    MAX_COPY_BYTES,
 };
 
 use crate::cli::{RunSpec, UserNs};
-use crate::{agent, limits, modes, network, seccomp};
+use crate::{agent, limits, modes, network, policy, policy_landlock};
 use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -58,6 +58,8 @@ pub struct Caller {
 
 /// The plan, and the descriptors the executor hands the sandbox with it.
 pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)> {
+    // Policy files first: a pinned file that changed stops everything.
+    let policies = policy::load(&spec.policy)?;
     let name = spec
         .name
         .as_deref()
@@ -116,8 +118,14 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
                 .transpose()?,
         },
         security: Security {
-            seccomp: seccomp::default_program()?,
-            landlock: landlock(&root, &volumes, &agent::writable_dirs(&agent))?,
+            seccomp: policies.seccomp,
+            landlock: policy_landlock::complete(
+                policies.landlock,
+                &root,
+                &volumes,
+                &agent::writable_dirs(&agent),
+            ),
+            capabilities: policies.capabilities,
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
         },
@@ -447,67 +455,6 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>> {
     Ok(vars)
 }
 
-/// Read and execute everywhere; write only where the sandbox owns the
-/// data: `/tmp`, `/dev/shm`, writable volumes, and the root itself when the
-/// user gave a writable `--rootfs`. Device files and `/proc` may be written
-/// (a terminal, `/dev/null`, `/proc/self/...`) but nothing created there.
-fn landlock(root: &RootFs, volumes: &[Mount], writable: &[AbsPath]) -> Result<LandlockPolicy> {
-    let rw = FsAccess::READ_EXECUTE.union(FsAccess::WRITE);
-    let file_write = FsAccess::READ
-        .union(FsAccess::WRITE_FILE)
-        .union(FsAccess::TRUNCATE);
-    let root_access = match (&root.source, root.read_only, &root.overlay) {
-        (_, _, Some(_)) | (RootSource::Directory(_), false, None) => rw,
-        _ => FsAccess::READ_EXECUTE,
-    };
-    let mut rules = vec![
-        LandlockRule {
-            path: AbsPath::root(),
-            access: root_access,
-        },
-        LandlockRule {
-            path: abs("/tmp")?,
-            access: rw,
-        },
-        LandlockRule {
-            path: abs("/dev")?,
-            access: file_write.union(FsAccess::IOCTL_DEV),
-        },
-        LandlockRule {
-            path: abs("/dev/shm")?,
-            access: rw,
-        },
-        LandlockRule {
-            path: abs("/proc")?,
-            access: file_write,
-        },
-    ];
-    for dir in writable {
-        rules.push(LandlockRule {
-            path: dir.clone(),
-            access: rw,
-        });
-    }
-    for v in volumes {
-        if let Mount::Bind {
-            target,
-            read_only: false,
-            ..
-        } = v
-        {
-            rules.push(LandlockRule {
-                path: target.clone(),
-                access: rw,
-            });
-        }
-    }
-    Ok(LandlockPolicy {
-        handled: FsAccess::ALL,
-        rules,
-        enforcement: Enforcement::BestAbi,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,35 +485,5 @@ mod tests {
             (ids.uid, ids.uid_map[0].inside(), ids.uid_map[0].outside()),
             (0, 0, 1000)
         );
-    }
-
-    #[test]
-    fn landlock_grants_write_only_where_owned() {
-        let root = RootFs {
-            source: RootSource::Tmpfs,
-            read_only: true,
-            overlay: None,
-        };
-        let vols = vec![
-            Mount::Bind {
-                source: abs("/srv/a").unwrap(),
-                target: abs("/a").unwrap(),
-                read_only: false,
-            },
-            Mount::Bind {
-                source: abs("/srv/b").unwrap(),
-                target: abs("/b").unwrap(),
-                read_only: true,
-            },
-        ];
-        let ws = abs("/workspace").unwrap();
-        let policy = landlock(&root, &vols, &[ws]).unwrap();
-        let writable: Vec<&str> = policy
-            .rules
-            .iter()
-            .filter(|r| r.access.bits() & FsAccess::MAKE_REG.bits() != 0)
-            .map(|r| r.path.as_str())
-            .collect();
-        assert_eq!(writable, ["/tmp", "/dev/shm", "/workspace", "/a"]);
     }
 }

@@ -15,8 +15,10 @@ mod limits;
 mod lockdown;
 mod modes;
 mod network;
+mod policy;
+mod policy_caps;
+mod policy_landlock;
 mod seccomp;
-#[cfg(test)]
 mod seccomp_oci;
 mod systemd;
 

@@ -36,7 +36,8 @@ pub use plan::{
     CONTEXT_DIR, MAX_COPY_BYTES, MAX_LAUNCH_FDS, PAGE_BYTES, SECRETS_DIR, STDIO_FDS, WORKSPACE_DIR,
 };
 pub use security::{
-    Enforcement, FsAccess, LandlockPolicy, LandlockRule, SeccompProgram, Security, SockFilter,
+    CapSet, Capabilities, Capability, Enforcement, FsAccess, LandlockPolicy, LandlockRule,
+    SeccompProgram, Security, SockFilter, CAP_LAST, LANDLOCK_MAX_ABI,
 };
 pub use wire::{
     decode_frame, encode_frame, Envelope, ErrorCode, ExitStatus, Message, SandboxInfo, StopSignal,

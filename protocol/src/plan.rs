@@ -53,6 +53,12 @@ pub enum PlanError {
     SeccompLength(usize),
     #[error("landlock access bits {0:#x} include unknown rights")]
     LandlockAccess(u64),
+    #[error("capability bits {0:#x} include unknown capabilities")]
+    CapabilityBits(u64),
+    #[error("ambient capabilities {0} are not in the bounding set")]
+    AmbientNotBounding(String),
+    #[error("landlock minimum ABI {0} is outside 1-{max}", max = crate::security::LANDLOCK_MAX_ABI)]
+    LandlockAbi(u32),
     #[error("landlock rule for {0} grants rights the ruleset does not handle")]
     LandlockUnhandled(AbsPath),
     #[error("an overlay mount needs an overlay root to store its writes")]
@@ -520,6 +526,11 @@ impl Plan {
         validate_counts(self)?;
         if let NetworkMode::Bridge(bridge) = &self.network {
             bridge.validate()?;
+        }
+        if let crate::security::Enforcement::MinimumAbi(abi) = self.security.landlock.enforcement {
+            if abi == 0 || abi > crate::security::LANDLOCK_MAX_ABI {
+                return Err(PlanError::LandlockAbi(abi));
+            }
         }
         let handled = self.security.landlock.handled;
         for rule in &self.security.landlock.rules {

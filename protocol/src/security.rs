@@ -140,6 +140,9 @@ impl From<FsAccess> for u64 {
     }
 }
 
+/// The newest Landlock ABI this protocol knows (Linux 6.15).
+pub const LANDLOCK_MAX_ABI: u32 = 7;
+
 /// Access granted beneath one path inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +157,8 @@ pub enum Enforcement {
     /// Apply what the kernel's ABI supports; a kernel without Landlock is an
     /// error unless security degradation was explicitly allowed.
     BestAbi,
-    /// Refuse to start below this ABI version.
+    /// Refuse to start below this ABI version (1 to [`LANDLOCK_MAX_ABI`]);
+    /// with degradation allowed, warn and enforce the best ABI there is.
     MinimumAbi(u32),
 }
 
@@ -168,14 +172,216 @@ pub struct LandlockPolicy {
     pub enforcement: Enforcement,
 }
 
-/// Every restriction the workload runs under. All capabilities are always
-/// dropped and `no_new_privs` is always set: neither is a field, so no plan
-/// can turn them off.
+/// The highest capability number this protocol knows
+/// (`CAP_CHECKPOINT_RESTORE`, Linux 5.9).
+pub const CAP_LAST: u32 = 40;
+
+/// The kernel's capability names, indexed by number (`capability.h`).
+const CAP_NAMES: [&str; CAP_LAST as usize + 1] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// One capability, by number; only the ones with a name exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capability(u32);
+
+impl Capability {
+    pub const NET_BIND_SERVICE: Capability = Capability(10);
+    pub const SETPCAP: Capability = Capability(8);
+
+    /// `CAP_NET_BIND_SERVICE` (the `CAP_` prefix is required, as in
+    /// `capabilities(7)`).
+    pub fn from_name(name: &str) -> Option<Capability> {
+        CAP_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| u32::try_from(i).ok())
+            .map(Capability)
+    }
+
+    pub fn from_number(number: u32) -> Option<Capability> {
+        (number <= CAP_LAST).then_some(Capability(number))
+    }
+
+    pub fn name(self) -> &'static str {
+        CAP_NAMES.get(self.0 as usize).copied().unwrap_or("CAP_?")
+    }
+
+    pub fn number(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of capabilities, as the kernel's 64-bit mask; no bit above
+/// [`CAP_LAST`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct CapSet(u64);
+
+impl CapSet {
+    pub const EMPTY: CapSet = CapSet(0);
+
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub fn with(self, cap: Capability) -> CapSet {
+        CapSet(self.0 | 1 << cap.0)
+    }
+
+    pub fn contains(self, cap: Capability) -> bool {
+        self.0 & (1 << cap.0) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn is_subset(self, of: CapSet) -> bool {
+        self.0 & !of.0 == 0
+    }
+
+    /// The members, lowest number first.
+    pub fn iter(self) -> impl Iterator<Item = Capability> {
+        (0..=CAP_LAST)
+            .map(Capability)
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<Capability> for CapSet {
+    fn from_iter<I: IntoIterator<Item = Capability>>(iter: I) -> CapSet {
+        iter.into_iter().fold(CapSet::EMPTY, CapSet::with)
+    }
+}
+
+impl TryFrom<u64> for CapSet {
+    type Error = PlanError;
+
+    fn try_from(bits: u64) -> Result<Self, Self::Error> {
+        if bits >> (CAP_LAST + 1) != 0 {
+            return Err(PlanError::CapabilityBits(bits));
+        }
+        Ok(CapSet(bits))
+    }
+}
+
+impl From<CapSet> for u64 {
+    fn from(s: CapSet) -> u64 {
+        s.0
+    }
+}
+
+/// The capabilities the workload keeps: `bounding` limits what it can ever
+/// hold, `ambient` is what it holds (permitted and effective) after exec.
+/// Ambient ⊆ bounding, by construction. Every other capability is dropped
+/// from every set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "(CapSet, CapSet)", into = "(CapSet, CapSet)")]
+pub struct Capabilities {
+    bounding: CapSet,
+    ambient: CapSet,
+}
+
+impl Capabilities {
+    /// Nothing kept, in any set: the default.
+    pub const NONE: Capabilities = Capabilities {
+        bounding: CapSet::EMPTY,
+        ambient: CapSet::EMPTY,
+    };
+
+    pub fn new(bounding: CapSet, ambient: CapSet) -> Result<Capabilities, PlanError> {
+        if !ambient.is_subset(bounding) {
+            let outside = CapSet(ambient.0 & !bounding.0);
+            return Err(PlanError::AmbientNotBounding(
+                outside
+                    .iter()
+                    .map(Capability::name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        Ok(Capabilities { bounding, ambient })
+    }
+
+    pub fn bounding(&self) -> CapSet {
+        self.bounding
+    }
+
+    pub fn ambient(&self) -> CapSet {
+        self.ambient
+    }
+}
+
+impl TryFrom<(CapSet, CapSet)> for Capabilities {
+    type Error = PlanError;
+
+    fn try_from((bounding, ambient): (CapSet, CapSet)) -> Result<Self, Self::Error> {
+        Capabilities::new(bounding, ambient)
+    }
+}
+
+impl From<Capabilities> for (CapSet, CapSet) {
+    fn from(c: Capabilities) -> Self {
+        (c.bounding, c.ambient)
+    }
+}
+
+/// Every restriction the workload runs under. `no_new_privs` is always
+/// set: not a field, so no plan can turn it off. Capabilities are all
+/// dropped except what `capabilities` keeps (nothing, by default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     pub seccomp: SeccompProgram,
     pub landlock: LandlockPolicy,
+    pub capabilities: Capabilities,
     /// Agent mode's `--allow-degraded-security`: a mechanism the kernel lacks
     /// becomes a warning instead of an error.
     pub allow_degraded: bool,

@@ -75,6 +75,7 @@ pub fn sample_plan() -> Plan {
                 }],
                 enforcement: Enforcement::BestAbi,
             },
+            capabilities: Capabilities::NONE,
             allow_degraded: false,
             allow_chroot_fallback: false,
         },

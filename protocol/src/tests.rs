@@ -390,3 +390,58 @@ fn bad_domains_are_refused() {
         assert!(matches!(err, PlanError::Domain { .. }), "{input}: {err}");
     }
 }
+
+#[test]
+fn capabilities_keep_ambient_within_bounding() {
+    let bind = CapSet::EMPTY.with(Capability::NET_BIND_SERVICE);
+    let caps = Capabilities::new(bind, bind).unwrap();
+    assert_eq!(
+        caps.ambient().iter().collect::<Vec<_>>(),
+        [Capability::NET_BIND_SERVICE]
+    );
+    assert!(matches!(
+        Capabilities::new(CapSet::EMPTY, bind),
+        Err(PlanError::AmbientNotBounding(names)) if names == "CAP_NET_BIND_SERVICE"
+    ));
+    assert_eq!(
+        Capability::from_name("CAP_CHECKPOINT_RESTORE").map(Capability::number),
+        Some(CAP_LAST)
+    );
+    assert_eq!(Capability::from_name("NET_BIND_SERVICE"), None);
+    assert!(CapSet::try_from(1u64 << (CAP_LAST + 1)).is_err());
+    assert_eq!(Capabilities::default(), Capabilities::NONE);
+}
+
+#[test]
+fn capabilities_are_checked_on_decode() {
+    // An encoded plan whose ambient set was widened past bounding must not
+    // decode: the helper gets the same check as the front end.
+    let mut plan = sample_plan();
+    let bind = CapSet::EMPTY.with(Capability::NET_BIND_SERVICE);
+    plan.security.capabilities = Capabilities::new(bind, bind).unwrap();
+    plan.validate().unwrap();
+    let bytes = plan.encode().unwrap();
+    let good = PlanDigest::of_bytes(&bytes);
+    assert_eq!(Plan::verify(&bytes, &good).unwrap().plan(), &plan);
+    // bincode writes the two u64 masks as varints: 1024 is 0xfb 0x00 0x04.
+    let needle = [0xfb, 0x00, 0x04, 0xfb, 0x00, 0x04];
+    let pos = bytes.windows(6).position(|w| w == needle).unwrap();
+    let mut bad = bytes.clone();
+    bad[pos + 1] = 0x01; // bounding 1024 -> 1025 is fine; ambient must stay inside
+    bad[pos + 4] = 0x01; // ambient 1025 too: still a subset
+    assert!(Plan::verify(&bad, &PlanDigest::of_bytes(&bad)).is_ok());
+    let mut bad = bytes.clone();
+    bad[pos + 4] = 0x01; // ambient 1025, bounding 1024: not a subset
+    assert!(Plan::verify(&bad, &PlanDigest::of_bytes(&bad)).is_err());
+}
+
+#[test]
+fn landlock_minimum_abi_is_bounded() {
+    let mut plan = sample_plan();
+    plan.security.landlock.enforcement = Enforcement::MinimumAbi(LANDLOCK_MAX_ABI);
+    plan.validate().unwrap();
+    for abi in [0, LANDLOCK_MAX_ABI + 1] {
+        plan.security.landlock.enforcement = Enforcement::MinimumAbi(abi);
+        assert!(matches!(plan.validate(), Err(PlanError::LandlockAbi(a)) if a == abi));
+    }
+}

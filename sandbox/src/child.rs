@@ -179,7 +179,7 @@ fn setup_and_exec(
         source,
     })?;
 
-    caps::drop_all()?;
+    caps::apply(&plan.security.capabilities)?;
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).step(|| "setting no_new_privs".into())?;
     landlock::restrict_self(&plan.security.landlock, plan.security.allow_degraded)?;
     let report_fd = report_fd as u32;

@@ -60,10 +60,14 @@ pub fn restrict_self(policy: &LandlockPolicy, allow_degraded: bool) -> Result<St
     };
     if let Enforcement::MinimumAbi(min) = policy.enforcement {
         if abi < min {
-            return Err(Error::Unsupported {
-                mechanism: "the required Landlock ABI",
-                detail: format!("kernel offers ABI {abi}, the policy requires {min}"),
-            });
+            let detail = format!("kernel offers ABI {abi}, the policy requires {min}");
+            if !allow_degraded {
+                return Err(Error::Unsupported {
+                    mechanism: "the required Landlock ABI",
+                    detail,
+                });
+            }
+            eprintln!("nucleus: warning: Landlock: {detail}; enforcing ABI {abi} as allowed by --allow-degraded-security");
         }
     }
     let handled = policy.handled.intersect(supported(abi));

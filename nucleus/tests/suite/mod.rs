@@ -38,5 +38,6 @@ mod host_view;
 mod modes;
 mod network;
 mod options;
+mod policy;
 mod process;
 mod tty;

@@ -133,6 +133,17 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int
     check_int(unsafe { libc::prctl(option, arg2, zero, zero, zero) })
 }
 
+/// `prctl` with two integer arguments (e.g. `PR_CAP_AMBIENT_RAISE`).
+pub fn prctl2(
+    option: libc::c_int,
+    arg2: libc::c_ulong,
+    arg3: libc::c_ulong,
+) -> io::Result<libc::c_int> {
+    let zero: libc::c_ulong = 0;
+    // SAFETY: every option we pass takes integer arguments only.
+    check_int(unsafe { libc::prctl(option, arg2, arg3, zero, zero) })
+}
+
 #[repr(C)]
 struct CapHeader {
     version: u32,
@@ -200,6 +211,18 @@ pub fn without_dac_override<T>(f: impl FnOnce() -> T) -> io::Result<T> {
 /// Empties the effective, permitted and inheritable sets of this thread.
 pub fn capset_empty() -> io::Result<()> {
     capset(&[CapData::default(); 2])
+}
+
+/// Sets the thread's effective, permitted and inheritable sets to these
+/// 64-bit masks.
+pub fn capset_masks(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    let half = |mask: u64, high: bool| (if high { mask >> 32 } else { mask }) as u32;
+    let data = [false, true].map(|high| CapData {
+        effective: half(effective, high),
+        permitted: half(permitted, high),
+        inheritable: half(inheritable, high),
+    });
+    capset(&data)
 }
 
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
