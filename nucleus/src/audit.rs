@@ -14,6 +14,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use protocol::{NatBackend, NetworkMode, Plan, PlanDigest};
+
+use crate::policy::{Kind, PolicySpec};
 use sha2::{Digest, Sha256};
 
 const JOURNAL: &str = "/run/systemd/journal/socket";
@@ -132,6 +134,24 @@ impl AuditLog {
     }
 }
 
+/// The policy files given (and their pins), as the "start" event says them.
+pub fn policy_files(spec: &PolicySpec) -> Vec<String> {
+    [
+        (Kind::Seccomp, &spec.seccomp),
+        (Kind::Caps, &spec.caps),
+        (Kind::Landlock, &spec.landlock),
+    ]
+    .into_iter()
+    .filter_map(|(kind, pinned)| {
+        let file = pinned.file.as_ref()?;
+        let pin = pinned.sha256.map_or(String::new(), |h| {
+            format!(" sha256:{}", crate::policy::hex(&h))
+        });
+        Some(format!("{} {}{pin}", kind.flag(), file.display()))
+    })
+    .collect()
+}
+
 /// What the plan applies, as the "start" event's fields.
 pub fn plan_fields(plan: &Plan, via_helper: bool) -> Result<Vec<(&'static str, Json)>> {
     let digest = PlanDigest::of_bytes(&plan.encode()?);
@@ -193,11 +213,26 @@ pub fn plan_fields(plan: &Plan, via_helper: bool) -> Result<Vec<(&'static str, J
                     .collect(),
             ),
         ),
-        ("seccomp_sha256", Json::Str(hex(&Sha256::digest(&seccomp)))),
+        (
+            "seccomp_sha256",
+            Json::Str(crate::policy::hex(&Sha256::digest(&seccomp))),
+        ),
         ("seccomp_instructions", Json::Num(seccomp.len() as u64 / 8)),
+        (
+            "capabilities",
+            Json::Str(format!(
+                "bounding {:#x} ambient {:#x}",
+                plan.security.capabilities.bounding().bits(),
+                plan.security.capabilities.ambient().bits()
+            )),
+        ),
         (
             "landlock",
             Json::Str(format!("{:?}", plan.security.landlock.enforcement)),
+        ),
+        (
+            "landlock_rules",
+            Json::Num(plan.security.landlock.rules.len() as u64),
         ),
         ("network", Json::Str(network)),
         (
@@ -209,13 +244,6 @@ pub fn plan_fields(plan: &Plan, via_helper: bool) -> Result<Vec<(&'static str, J
         ("mount_audit", Json::Bool(plan.hardening.audit_mounts)),
         ("degraded", Json::List(degraded)),
     ])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

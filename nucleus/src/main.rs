@@ -127,10 +127,12 @@ fn run_sandbox(
             })
         );
     if let Some(log) = audit.as_mut() {
-        log.record(
-            "start",
-            &audit::plan_fields(&plan, via_helper && needs_privilege)?,
-        )?;
+        let mut fields = audit::plan_fields(&plan, via_helper && needs_privilege)?;
+        fields.push((
+            "policy_files",
+            audit::Json::List(audit::policy_files(&spec.policy)),
+        ));
+        log.record("start", &fields)?;
     }
     if via_helper && needs_privilege {
         let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
