@@ -8,7 +8,7 @@
 //! | host network | with flag | refused | refused |
 //! | bridge without `--dns` | host's resolv.conf | refused | refused |
 //! | root mapped to root (no remapping) | allowed | refused | refused |
-//! | Landlock | best the kernel has | every handled right | ABI 3 at least |
+//! | Landlock | best the kernel has, skipped only with the flag | enforced (any ABI) | ABI 3 at least |
 //! | memory limit | optional | optional | required |
 //! | root filesystem | host binds or `--rootfs` | same | `--rootfs` |
 //! | egress with `--network bridge` | open unless a policy | same | deny-all unless a policy |
@@ -20,8 +20,8 @@
 //! ([`unenforced_limits_are_fatal`]).
 
 use protocol::{
-    Bridge, EgressPolicy, EgressReport, Enforcement, FsAccess, MemoryLimit, Mount, NetworkMode,
-    Plan, RootSource, ServiceMode,
+    Bridge, EgressPolicy, EgressReport, Enforcement, MemoryLimit, Mount, NetworkMode, Plan,
+    RootSource, ServiceMode,
 };
 
 /// The Landlock ABI production mode requires at least (3: truncation is
@@ -60,9 +60,12 @@ pub fn enforce(mut plan: Plan) -> Result<Plan, Vec<String>> {
     }
     plan.hardening.audit_mounts = true;
     let landlock = &mut plan.security.landlock;
+    // Strict-agent: Landlock is enforced, never skipped, at whatever ABI
+    // the kernel has (the rights it lacks are not restricted: Debian 12's
+    // 6.1 has ABI 2); production: ABI 3 at least.
     let floor = match plan.mode {
         ServiceMode::Production => PRODUCTION_LANDLOCK_ABI,
-        _ => abi_needed(landlock.handled),
+        _ => 1,
     };
     landlock.enforcement = match landlock.enforcement {
         Enforcement::MinimumAbi(abi) => Enforcement::MinimumAbi(abi.max(floor)),
@@ -148,20 +151,6 @@ fn explicit_resolvers(plan: &Plan) -> Option<Vec<std::net::IpAddr>> {
         ),
         _ => None,
     })
-}
-
-/// The lowest Landlock ABI that can enforce every right in `handled`.
-fn abi_needed(handled: FsAccess) -> u32 {
-    let needs = |right: FsAccess| handled.intersect(right) == right;
-    if needs(FsAccess::IOCTL_DEV) {
-        5
-    } else if needs(FsAccess::TRUNCATE) {
-        3
-    } else if needs(FsAccess::REFER) {
-        2
-    } else {
-        1
-    }
 }
 
 /// Whether a limit that cannot be enforced stops the sandbox (strict
@@ -272,21 +261,18 @@ mod tests {
     #[test]
     fn row_landlock_floor() {
         let strict = enforce(plan(ServiceMode::StrictAgent)).unwrap();
-        // The sample plan handles every right: ABI 5 covers them all.
-        assert_eq!(
-            strict.security.landlock.enforcement,
-            Enforcement::MinimumAbi(5)
-        );
-        let mut p = plan(ServiceMode::StrictAgent);
-        p.security.landlock.handled = FsAccess::READ_EXECUTE;
-        let strict = enforce(p).unwrap();
         assert_eq!(
             strict.security.landlock.enforcement,
             Enforcement::MinimumAbi(1)
         );
-        let mut p = production();
-        p.security.landlock.handled = FsAccess::READ_EXECUTE;
-        let prod = enforce(p).unwrap();
+        let mut p = plan(ServiceMode::StrictAgent);
+        p.security.landlock.enforcement = Enforcement::MinimumAbi(4);
+        let strict = enforce(p).unwrap();
+        assert_eq!(
+            strict.security.landlock.enforcement,
+            Enforcement::MinimumAbi(4)
+        );
+        let prod = enforce(production()).unwrap();
         assert_eq!(
             prod.security.landlock.enforcement,
             Enforcement::MinimumAbi(PRODUCTION_LANDLOCK_ABI)

@@ -272,24 +272,12 @@ impl Drop for Killed {
     }
 }
 
-/// A server on the bridge's address for `ports`, inside the test
-/// namespace, accepting until it is dropped.
-fn serve(net: &TestNet, ports: &[u16]) -> Killed {
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+/// A python server in the test namespace, running `script` (which prints
+/// `listening` once it is), until it is dropped.
+fn python_server(net: &TestNet, script: &str) -> Killed {
     let mut server = Command::new("nsenter")
         .arg(&net.netns)
-        .args(["--", "python3", "-c"])
-        .arg(format!(
-            "import socket, select\n\
-             ls = []\n\
-             for p in [{}]:\n\
-             \x20   s = socket.socket(); s.bind(('10.88.0.1', p)); s.listen(8); ls.append(s)\n\
-             print('listening', flush=True)\n\
-             while True:\n\
-             \x20   for s in select.select(ls, [], [], 60)[0]:\n\
-             \x20       s.accept()[0].close()",
-            ports.join(", ")
-        ))
+        .args(["--", "python3", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -303,18 +291,30 @@ fn serve(net: &TestNet, ports: &[u16]) -> Killed {
     server
 }
 
-/// The probe's connect attempt from a sandbox with `flags`: (ok, errno).
+/// A server on the bridge's address for `ports`, inside the test
+/// namespace, accepting until it is dropped.
+fn serve(net: &TestNet, ports: &[u16]) -> Killed {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    python_server(
+        net,
+        &format!(
+            "import socket, select\n\
+             ls = []\n\
+             for p in [{}]:\n\
+             \x20   s = socket.socket(); s.bind(('10.88.0.1', p)); s.listen(8); ls.append(s)\n\
+             print('listening', flush=True)\n\
+             while True:\n\
+             \x20   for s in select.select(ls, [], [], 60)[0]:\n\
+             \x20       s.accept()[0].close()",
+            ports.join(", ")
+        ),
+    )
+}
+
+/// The probe's connect attempt from a sandbox with `flags` to the
+/// bridge's address: (ok, errno).
 fn connect(net: &TestNet, flags: &[&str], port: &str) -> (bool, Option<i64>) {
-    let out = stdout(&net.run(
-        flags,
-        &[
-            "/probe/nucleus-probe",
-            "try",
-            "connect-tcp",
-            "10.88.0.1",
-            port,
-        ],
-    ));
+    let out = probe_connect(net, flags, "10.88.0.1", port);
     let ok = out.contains("\"ok\":true");
     let errno = out
         .split("\"errno\":")
@@ -322,6 +322,12 @@ fn connect(net: &TestNet, flags: &[&str], port: &str) -> (bool, Option<i64>) {
         .and_then(|rest| rest.split([',', '}']).next())
         .and_then(|n| n.parse().ok());
     (ok, errno)
+}
+
+/// Whether the probe's report says the connection timed out (its SYN
+/// was dropped, not refused).
+fn timed_out(report: &str) -> bool {
+    report.contains(&format!("\"errno\":{}", libc::ETIMEDOUT))
 }
 
 #[test]
@@ -344,18 +350,9 @@ fn egress_lets_out_only_the_listed_networks_and_ports() {
     assert_eq!(connect(&net, &policy, "18082"), dropped);
     let wider = ["--egress-allow", "0.0.0.0/0"];
     assert_eq!(connect(&net, &wider, "18082"), (true, None));
-    let meta = stdout(&net.run(
-        &wider,
-        &[
-            "/probe/nucleus-probe",
-            "try",
-            "connect-tcp",
-            "169.254.169.254",
-            "80",
-        ],
-    ));
+    let meta = probe_connect(&net, &wider, "169.254.169.254", "80");
     assert!(
-        meta.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        timed_out(&meta),
         "metadata stays closed under 0.0.0.0/0: {meta}"
     );
     drop(server);
@@ -437,21 +434,12 @@ fn a_published_port_reaches_the_sandbox_and_is_withdrawn() {
 #[test]
 fn a_host_port_in_use_is_refused_before_anything_is_made() {
     let Some(net) = TestNet::new() else { return };
-    let mut taken = Command::new("nsenter")
-        .arg(&net.netns)
-        .args(["--", "python3", "-c"])
-        .arg(
-            "import socket, time\n\
-             s = socket.socket(); s.bind(('0.0.0.0', 18091)); s.listen(1)\n\
-             print('listening', flush=True); time.sleep(60)",
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = taken.stdout.take().unwrap();
-    let _taken = Killed(taken);
-    let mut line = String::new();
-    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    let _taken = python_server(
+        &net,
+        "import socket, time\n\
+         s = socket.socket(); s.bind(('0.0.0.0', 18091)); s.listen(1)\n\
+         print('listening', flush=True); time.sleep(60)",
+    );
     let out = net.run(&["-p", "18091:80"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -513,24 +501,16 @@ fn uplink_and_loopback_server(net: &TestNet, port: u16) -> Killed {
     net.inside(&["ip", "link", "set", "v0", "up"]);
     net.inside(&["ip", "link", "set", "v1", "up"]);
     net.inside(&["ip", "route", "add", "default", "via", "192.0.2.1"]);
-    let mut server = Command::new("nsenter")
-        .arg(&net.netns)
-        .args(["--", "python3", "-c"])
-        .arg(format!(
+    python_server(
+        net,
+        &format!(
             "import socket\n\
              s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(8)\n\
              print('listening', flush=True)\n\
              while True:\n\
              \x20   c = s.accept()[0]; c.close()"
-        ))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = server.stdout.take().unwrap();
-    let server = Killed(server);
-    let mut line = String::new();
-    std::io::BufReader::new(out).read_line(&mut line).unwrap();
-    server
+        ),
+    )
 }
 
 fn probe_connect(net: &TestNet, flags: &[&str], addr: &str, port: &str) -> String {
@@ -563,10 +543,7 @@ fn the_userspace_nats_reach_the_hosts_loopback_and_leave_nothing() {
         "192.0.2.1",
         "18093",
     );
-    assert!(
-        out.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
-        "{out}"
-    );
+    assert!(timed_out(&out), "{out}");
     assert_eq!((net.links(), net.nat_rules()), before);
     assert!(net.leases("nucleus0").is_empty());
 }
@@ -648,10 +625,7 @@ fn rootless_bridge_uses_a_userspace_nat_with_egress_rules() {
     assert!(text.contains("\"ok\":true"), "auto picks pasta: {text}");
     let out = rootless(&net, &["--egress-allow", "198.51.100.0/24"], &connect).unwrap();
     let text = stdout(&out);
-    assert!(
-        text.contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
-        "{text}"
-    );
+    assert!(timed_out(&text), "{text}");
     let out = rootless(&net, &["--nat-backend", "kernel"], &["true"]).unwrap();
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -686,18 +660,7 @@ fn dns_server(net: &TestNet, flip_after: u32) -> Killed {
          \x20   rr = struct.pack('>HHHIH', 0xc00c, 1, 1, 1, 4) + bytes(addr)\n\
          \x20   s.sendto(head + struct.pack('>HHHHH', 0x8180, 1, 1, 0, 0) + q[12:end] + rr, peer)"
     );
-    let mut server = Command::new("nsenter")
-        .arg(&net.netns)
-        .args(["--", "python3", "-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = server.stdout.take().unwrap();
-    let server = Killed(server);
-    let mut line = String::new();
-    std::io::BufReader::new(out).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "listening");
-    server
+    python_server(net, &script)
 }
 
 #[test]
@@ -783,6 +746,22 @@ fn denied_destinations_are_reported_once_each() {
         "{\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18082}\n\
          {\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18083}\n"
     );
+    // DNS goes only to the --dns resolvers: a query to any other address
+    // is denied (and reported); one to the resolver is not.
+    // (A datagram dropped in OUTPUT fails its sendto with EPERM.)
+    let queries = "import socket\n\
+                   for server in ['10.88.0.1', '10.88.0.9']:\n\
+                   \x20   try: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'q', (server, 53))\n\
+                   \x20   except PermissionError: pass";
+    std::fs::remove_file(&report).unwrap();
+    stdout(&net.run(
+        &[&policy[..], &["--dns", "10.88.0.1"]].concat(),
+        &["python3", "-c", queries],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "{\"proto\":\"udp\",\"dst\":\"10.88.0.9\",\"port\":53}\n"
+    );
     // Agent mode without a file: a line on stderr.
     let out = net.run(
         &["--egress-allow", "192.0.2.0/24"],
@@ -832,8 +811,7 @@ fn two_sandboxes_on_the_bridge_talk_only_if_allowed() {
         "allowed"
     );
     assert!(
-        peer(&["--egress-allow", "192.0.2.0/24"])
-            .contains(&format!("\"errno\":{}", libc::ETIMEDOUT)),
+        timed_out(&peer(&["--egress-allow", "192.0.2.0/24"])),
         "not allowed: dropped"
     );
 }

@@ -170,6 +170,14 @@ out=$(as_user tester nucleus run --service-mode production --rootfs /srv/root --
 t_match "production without --memory is refused" "production mode forbids: production mode needs a memory limit" "$out"
 umount /srv/root/usr
 
+t_section "the audit log to journald"
+as_user tester nucleus run --audit-log journal --memory 64M -- true >/dev/null 2>&1
+sleep 0.5
+out=$(journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=nucleus NUCLEUS_EVENT=start | tail -n 1)
+t_match "a start event with the mode, the digest and the executor" '"event":"start","mode":"agent","plan_digest":"sha256:[0-9a-f]{64}","executor":"helper"' "$out"
+out=$(journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=nucleus NUCLEUS_EVENT=exit | tail -n 1)
+t_match "and its exit" '"event":"exit","status":0' "$out"
+
 t_section "ceilings (/etc/nucleus/helper.conf)"
 mkdir -p /etc/nucleus
 printf 'pids_max = 256\nuser %s memory_max_bytes = 67108864\n' "$(id -u tester)" >/etc/nucleus/helper.conf
