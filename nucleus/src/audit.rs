@@ -218,6 +218,7 @@ pub fn plan_fields(plan: &Plan, via_helper: bool) -> Result<Vec<(&'static str, J
             Json::Str(crate::policy::hex(&Sha256::digest(&seccomp))),
         ),
         ("seccomp_instructions", Json::Num(seccomp.len() as u64 / 8)),
+        ("seccomp_log_denied", Json::Bool(plan.security.log_denied)),
         (
             "capabilities",
             Json::Str(format!(

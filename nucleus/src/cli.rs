@@ -65,6 +65,8 @@ options:
   --audit-log FILE|journal   one JSON line per security decision (the
                              mode, the plan's digest, what is applied,
                              what was degraded and why, the exit)
+  --seccomp-log-denied       the kernel logs each system call the filter
+                             denies (audit log, or dmesg without auditd)
   --init                     a mini-init as PID 1: reaps orphans, forwards
                              signals (always in production)
   --require-kernel-lockdown L  refuse to start unless the kernel's
@@ -187,6 +189,7 @@ pub struct RunSpec {
     pub lockdown: Option<Lockdown>,
     pub trust: Trust,
     pub audit_log: Option<PathBuf>,
+    pub seccomp_log_denied: bool,
     pub agent: AgentSpec,
     pub policy: crate::policy::PolicySpec,
 }
@@ -278,6 +281,7 @@ impl RunSpec {
             lockdown: None,
             trust: Trust::Trusted,
             audit_log: None,
+            seccomp_log_denied: false,
             agent: AgentSpec::default(),
             policy: crate::policy::PolicySpec::default(),
         }
@@ -447,6 +451,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Short('t') | Long("tty") => spec.tty = true,
             Long("init") => spec.init = true,
             Long("audit-log") => spec.audit_log = Some(parser.value()?.into()),
+            Long("seccomp-log-denied") => spec.seccomp_log_denied = true,
             Long("trust-level") => {
                 let v = string(parser.value()?, "--trust-level")?;
                 spec.trust = match v.as_str() {

@@ -128,6 +128,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             capabilities: policies.capabilities,
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
+            log_denied: spec.seccomp_log_denied,
         },
         hardening: protocol::Hardening::default(),
         network,

@@ -387,4 +387,7 @@ pub struct Security {
     pub allow_degraded: bool,
     /// Agent mode's `--allow-chroot-fallback`: chroot when pivot_root fails.
     pub allow_chroot_fallback: bool,
+    /// `--seccomp-log-denied`: the kernel logs every system call the filter
+    /// does not allow (SECCOMP_FILTER_FLAG_LOG; the audit log or dmesg).
+    pub log_denied: bool,
 }

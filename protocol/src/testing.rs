@@ -78,6 +78,7 @@ pub fn sample_plan() -> Plan {
             capabilities: Capabilities::NONE,
             allow_degraded: false,
             allow_chroot_fallback: false,
+            log_denied: false,
         },
         network: NetworkMode::None,
         context: None,

@@ -185,8 +185,11 @@ fn setup_and_exec(
     let report_fd = report_fd as u32;
     sys::close_range(3, report_fd - 1).step(|| "closing inherited descriptors".into())?;
     sys::close_range(report_fd + 1, u32::MAX).step(|| "closing inherited descriptors".into())?;
-    sys::seccomp_install(plan.security.seccomp.instructions())
-        .step(|| "installing the seccomp filter".into())?;
+    sys::seccomp_install(
+        plan.security.seccomp.instructions(),
+        plan.security.log_denied,
+    )
+    .step(|| "installing the seccomp filter".into())?;
     if plan.process.init {
         // Last: the init lives under every restriction the workload has.
         init::split(report_fd as std::os::fd::RawFd)?;

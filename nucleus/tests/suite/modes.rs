@@ -247,3 +247,50 @@ fn the_audit_log_has_a_json_line_per_decision() {
         .unwrap()
         .contains("--network host is only for agent mode"));
 }
+
+/// Whether the kernel log has a seccomp record (audit type 1326) for a
+/// process named `comm`.
+fn seccomp_logged(comm: &str) -> bool {
+    let mut cmd = std::process::Command::new("dmesg");
+    cmd.arg("--notime");
+    let out = helper_output(cmd);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("type=1326") && l.contains(&format!("comm=\"{comm}\"")))
+}
+
+#[test]
+fn seccomp_log_denied_puts_denials_in_the_kernel_log() {
+    let Some(root) = Who::Root.resolve() else {
+        return;
+    };
+    // A unique name for the process, then a call the filter denies
+    // (unshare: EPERM).
+    let denied = |comm: &str| {
+        format!(
+            "import ctypes\n\
+             libc = ctypes.CDLL(None)\n\
+             libc.prctl(15, b'{comm}', 0, 0, 0)\n\
+             assert libc.unshare(0x10000000) != 0"
+        )
+    };
+    let tag = format!("nsl{}", std::process::id() % 100_000);
+    let (quiet, loud) = (format!("{tag}q"), format!("{tag}l"));
+    Nucleus::new(&root)
+        .run(&["python3", "-c", &denied(&quiet)])
+        .assert_code(0);
+    Nucleus::new(&root)
+        .arg("--seccomp-log-denied")
+        .run(&["python3", "-c", &denied(&loud)])
+        .assert_code(0);
+    let mut logged = false;
+    for _ in 0..20 {
+        logged = seccomp_logged(&loud);
+        if logged {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logged, "the denial of {loud} is in dmesg");
+    assert!(!seccomp_logged(&quiet), "without the flag, nothing is");
+}

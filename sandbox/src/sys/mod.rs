@@ -297,7 +297,8 @@ pub fn landlock_restrict_self(ruleset: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Installs a seccomp filter on the calling thread. Requires no_new_privs
 /// (or CAP_SYS_ADMIN), which the caller has set.
-pub fn seccomp_install(program: &[SockFilter]) -> io::Result<()> {
+/// With `log`, the kernel logs every action of the filter but ALLOW.
+pub fn seccomp_install(program: &[SockFilter], log: bool) -> io::Result<()> {
     let filters: Vec<libc::sock_filter> = program
         .iter()
         .map(|f| libc::sock_filter {
@@ -319,7 +320,11 @@ pub fn seccomp_install(program: &[SockFilter]) -> io::Result<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0u32,
+            if log {
+                libc::SECCOMP_FILTER_FLAG_LOG as u32
+            } else {
+                0
+            },
             &prog as *const libc::sock_fprog,
         )
     })
