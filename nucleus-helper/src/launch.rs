@@ -33,7 +33,7 @@ use std::path::Path;
 
 use protocol::{
     subids, Envelope, ErrorCode, IdMap, KernelBridge, Limits, Message, NatBackend, NetworkMode,
-    Plan, PlanDigest, PublishedPort, SandboxId, WorkspaceMode,
+    Plan, PlanDigest, PublishedPort, SandboxId, SeccompMode, WorkspaceMode,
 };
 use sandbox::{Control, Hooks};
 
@@ -99,6 +99,19 @@ fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
 /// only the default one, which cannot shadow a bridge or a route that is
 /// not nucleus's unless an administrator put it there. The userspace NATs
 /// run as the caller, never here: the helper would run them as root.
+/// Trace mode lets every system call through and hands the sandbox's
+/// seccomp listener to its executor: not something to do as root for
+/// another user.
+fn check_seccomp(plan: &Plan) -> Result<(), Refusal> {
+    match plan.security.seccomp_mode {
+        SeccompMode::Enforce => Ok(()),
+        SeccompMode::Trace => Err(refuse(
+            ErrorCode::BadRequest,
+            "--seccomp-mode trace runs in-process only, not through the helper",
+        )),
+    }
+}
+
 fn check_bridge(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
     let NetworkMode::Bridge(bridge) = &plan.network else {
         return Ok(());
@@ -399,6 +412,7 @@ fn prepare(
 ) -> Result<Prepared, Refusal> {
     check_identity(plan, peer)?;
     check_bridge(plan, peer)?;
+    check_seccomp(plan)?;
     let (limits, actions) = limits_and_actions(plan, peer)?;
     let pending = ask_polkit(plan, peer, digest, &actions)?;
     let sync_back = sync_back(plan, peer, &fds.host_fds)?;
@@ -408,6 +422,7 @@ fn prepare(
         host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
         stdio: fds.stdio,
         egress_report: fds.egress_report,
+        seccomp_trace: None,
     };
     // Made before the fork: cgroup v2 enables controllers only over
     // cgroups without processes, and the sandbox is born in ours.

@@ -16,6 +16,9 @@ usage: nucleus run [OPTIONS] [--] COMMAND [ARGS...]
        nucleus ps               your sandboxes running through the helper
        nucleus stop ID          SIGTERM, then SIGKILL after 10 s
        nucleus kill ID          SIGKILL
+       nucleus seccomp generate TRACE... -o PROFILE.json
+                                a minimal OCI profile allowing exactly the
+                                system calls of the traces
 
 Runs COMMAND in a new sandbox: user, pid, mount, uts, ipc, net (loopback
 only) and cgroup namespaces, a fresh root, no capabilities, no_new_privs,
@@ -65,6 +68,9 @@ options:
   --audit-log FILE|journal   one JSON line per security decision (the
                              mode, the plan's digest, what is applied,
                              what was degraded and why, the exit)
+  --seccomp-mode trace       allow and record every system call instead of
+                             filtering (agent mode, in-process only); with
+  --seccomp-log FILE         the record (NDJSON) for nucleus seccomp generate
   --seccomp-log-denied       the kernel logs each system call the filter
                              denies (audit log, or dmesg without auditd)
   --init                     a mini-init as PID 1: reaps orphans, forwards
@@ -190,6 +196,9 @@ pub struct RunSpec {
     pub trust: Trust,
     pub audit_log: Option<PathBuf>,
     pub seccomp_log_denied: bool,
+    /// `--seccomp-mode trace` records into this file (`--seccomp-log`).
+    pub seccomp_trace: Option<PathBuf>,
+    pub seccomp_mode_trace: bool,
     pub agent: AgentSpec,
     pub policy: crate::policy::PolicySpec,
 }
@@ -282,6 +291,8 @@ impl RunSpec {
             trust: Trust::Trusted,
             audit_log: None,
             seccomp_log_denied: false,
+            seccomp_trace: None,
+            seccomp_mode_trace: false,
             agent: AgentSpec::default(),
             policy: crate::policy::PolicySpec::default(),
         }
@@ -297,6 +308,11 @@ pub enum Command {
         id: SandboxId,
         signal: StopSignal,
     },
+    /// `nucleus seccomp generate TRACE... -o PROFILE`.
+    SeccompGenerate {
+        traces: Vec<PathBuf>,
+        output: PathBuf,
+    },
     Help,
     Version,
 }
@@ -305,6 +321,29 @@ fn string(value: OsString, flag: &str) -> Result<String> {
     value
         .into_string()
         .map_err(|v| anyhow!("{flag} {}: not valid UTF-8", v.to_string_lossy()))
+}
+
+/// `seccomp generate TRACE... -o PROFILE`.
+fn parse_seccomp(mut parser: lexopt::Parser) -> Result<Command> {
+    match parser.next()? {
+        Some(Value(v)) if v == "generate" => {}
+        _ => bail!("nucleus seccomp: the one subcommand is 'generate TRACE... -o PROFILE.json'"),
+    }
+    let (mut traces, mut output) = (Vec::new(), None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('o') | Long("output") => output = Some(parser.value()?.into()),
+            Value(v) => traces.push(v.into()),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let Some(output) = output else {
+        bail!("nucleus seccomp generate: -o PROFILE.json says where the profile goes");
+    };
+    if traces.is_empty() {
+        bail!("nucleus seccomp generate: give the trace files (--seccomp-log of --seccomp-mode trace)");
+    }
+    Ok(Command::SeccompGenerate { traces, output })
 }
 
 /// Parses a full command line, program name first.
@@ -330,6 +369,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             no_more(&mut parser, what)?;
             Ok(Command::Stop { id, signal })
         }
+        Some(Value(cmd)) if cmd == "seccomp" => parse_seccomp(parser),
         Some(Value(cmd)) if cmd == "help" => Ok(Command::Help),
         Some(Short('h') | Long("help")) => Ok(Command::Help),
         Some(Long("version")) => Ok(Command::Version),
@@ -452,6 +492,15 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("init") => spec.init = true,
             Long("audit-log") => spec.audit_log = Some(parser.value()?.into()),
             Long("seccomp-log-denied") => spec.seccomp_log_denied = true,
+            Long("seccomp-mode") => {
+                let v = string(parser.value()?, "--seccomp-mode")?;
+                spec.seccomp_mode_trace = match v.as_str() {
+                    "enforce" => false,
+                    "trace" => true,
+                    _ => bail!("--seccomp-mode {v}: use enforce or trace"),
+                };
+            }
+            Long("seccomp-log") => spec.seccomp_trace = Some(parser.value()?.into()),
             Long("trust-level") => {
                 let v = string(parser.value()?, "--trust-level")?;
                 spec.trust = match v.as_str() {

@@ -15,7 +15,7 @@ use protocol::{
 };
 
 use crate::cli::{RunSpec, UserNs};
-use crate::{agent, limits, modes, network, policy, policy_landlock};
+use crate::{agent, limits, modes, network, policy, policy_landlock, seccomp_trace};
 use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -73,6 +73,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
     let (network, egress_report) = network::compile(spec, caller, &mut mounts)?;
+    let seccomp_trace = seccomp_trace::trace_file(spec)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
     let agent = agent::compile(&spec.agent)?;
@@ -129,6 +130,11 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             allow_degraded: spec.allow_degraded_security,
             allow_chroot_fallback: spec.allow_chroot_fallback,
             log_denied: spec.seccomp_log_denied,
+            seccomp_mode: if spec.seccomp_mode_trace {
+                protocol::SeccompMode::Trace
+            } else {
+                protocol::SeccompMode::Enforce
+            },
         },
         hardening: protocol::Hardening::default(),
         network,
@@ -151,6 +157,7 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         stdio: Vec::new(),
         sync_back: None,
         egress_report,
+        seccomp_trace,
     };
     Ok((plan, inputs))
 }

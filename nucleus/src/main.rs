@@ -20,6 +20,7 @@ mod policy_caps;
 mod policy_landlock;
 mod seccomp;
 mod seccomp_oci;
+mod seccomp_trace;
 mod systemd;
 
 use std::process::ExitCode;
@@ -135,6 +136,12 @@ fn run_sandbox(
         log.record("start", &fields)?;
     }
     if via_helper && needs_privilege {
+        if plan.security.seccomp_mode == protocol::SeccompMode::Trace {
+            return Err(anyhow::anyhow!(
+                "--seccomp-mode trace runs in-process, not through the helper: drop the limits and the kernel bridge, or add --rootless"
+            )
+            .into());
+        }
         let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
         if ended.out_of_memory {
             eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
@@ -258,6 +265,12 @@ fn run() -> Result<u8, Failure> {
                 return Err(no_helper("stop").into());
             }
             client::stop(&id, signal)?;
+            Ok(0)
+        }
+        cli::Command::SeccompGenerate { traces, output } => {
+            let profile = seccomp_trace::generate(&traces)?;
+            std::fs::write(&output, profile)
+                .map_err(|e| anyhow::anyhow!("-o {}: {e}", output.display()))?;
             Ok(0)
         }
         cli::Command::Run(spec) => {

@@ -15,13 +15,14 @@
 //! | PID 1 | the workload (`--init`: mini-init) | same | mini-init |
 //! | /proc | every process | same | hidepid=2 |
 //! | mount audit after setup | no | yes | yes |
+//! | seccomp trace mode | allowed | refused | refused |
 //!
 //! Limits that cannot be enforced are fatal outside agent mode
 //! ([`unenforced_limits_are_fatal`]).
 
 use protocol::{
     Bridge, EgressPolicy, EgressReport, Enforcement, MemoryLimit, Mount, NetworkMode, Plan,
-    RootSource, ServiceMode,
+    RootSource, SeccompMode, ServiceMode,
 };
 
 /// The Landlock ABI production mode requires at least (3: truncation is
@@ -57,6 +58,9 @@ pub fn enforce(mut plan: Plan) -> Result<Plan, Vec<String>> {
             "{} mode maps no id to the host's root: run as root, use --userns subids (or keep-id) so the sandbox's ids are not the host's",
             plan.mode
         ));
+    }
+    if plan.security.seccomp_mode == SeccompMode::Trace {
+        found.push("--seccomp-mode trace records instead of filtering: agent mode only".to_owned());
     }
     plan.hardening.audit_mounts = true;
     let landlock = &mut plan.security.landlock;
@@ -230,6 +234,19 @@ mod tests {
             refused(p, "--allow-chroot-fallback is only for agent mode");
             assert!(unenforced_limits_are_fatal(mode));
         }
+    }
+
+    #[test]
+    fn row_trace_mode() {
+        let mut p = plan(ServiceMode::StrictAgent);
+        p.security.seccomp_mode = SeccompMode::Trace;
+        refused(p, "--seccomp-mode trace");
+        let mut p = production();
+        p.security.seccomp_mode = SeccompMode::Trace;
+        refused(p, "--seccomp-mode trace");
+        let mut p = plan(ServiceMode::Agent);
+        p.security.seccomp_mode = SeccompMode::Trace;
+        assert!(enforce(p).is_ok());
     }
 
     #[test]

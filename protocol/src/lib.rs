@@ -37,7 +37,7 @@ pub use plan::{
 };
 pub use security::{
     CapSet, Capabilities, Capability, Enforcement, FsAccess, LandlockPolicy, LandlockRule,
-    SeccompProgram, Security, SockFilter, CAP_LAST, LANDLOCK_MAX_ABI,
+    SeccompMode, SeccompProgram, Security, SockFilter, CAP_LAST, LANDLOCK_MAX_ABI,
 };
 pub use wire::{
     decode_frame, encode_frame, Envelope, ErrorCode, ExitStatus, Message, SandboxInfo, StopSignal,

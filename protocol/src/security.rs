@@ -390,4 +390,16 @@ pub struct Security {
     /// `--seccomp-log-denied`: the kernel logs every system call the filter
     /// does not allow (SECCOMP_FILTER_FLAG_LOG; the audit log or dmesg).
     pub log_denied: bool,
+    pub seccomp_mode: SeccompMode,
+}
+
+/// What the workload's seccomp filter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompMode {
+    /// `seccomp` decides each system call.
+    Enforce,
+    /// Every system call is allowed and recorded (by the executor, through
+    /// seccomp user notifications) for `nucleus seccomp generate`; agent
+    /// mode only, never through the helper.
+    Trace,
 }

@@ -79,6 +79,7 @@ pub fn sample_plan() -> Plan {
             allow_degraded: false,
             allow_chroot_fallback: false,
             log_denied: false,
+            seccomp_mode: SeccompMode::Enforce,
         },
         network: NetworkMode::None,
         context: None,

@@ -19,13 +19,13 @@
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 
-use protocol::{NetworkMode, Plan};
+use protocol::{NetworkMode, Plan, SeccompMode};
 
 use crate::error::Error;
 use crate::inputs::Inputs;
-use crate::{caps, exec, init, landlock, mountaudit, mounts, net, rootfs, sys};
+use crate::{caps, exec, init, landlock, mountaudit, mounts, net, rootfs, sys, trace};
 
 /// Tags of the messages on the error pipe, child to parent.
 pub(crate) const REPORT_SETUP: u8 = b'S';
@@ -185,11 +185,20 @@ fn setup_and_exec(
     let report_fd = report_fd as u32;
     sys::close_range(3, report_fd - 1).step(|| "closing inherited descriptors".into())?;
     sys::close_range(report_fd + 1, u32::MAX).step(|| "closing inherited descriptors".into())?;
-    sys::seccomp_install(
-        plan.security.seccomp.instructions(),
-        plan.security.log_denied,
-    )
-    .step(|| "installing the seccomp filter".into())?;
+    match plan.security.seccomp_mode {
+        SeccompMode::Enforce => sys::seccomp_install(
+            plan.security.seccomp.instructions(),
+            plan.security.log_denied,
+        )
+        .step(|| "installing the seccomp filter".into())?,
+        SeccompMode::Trace => {
+            // Left open for the executor to take (pidfd_getfd); execve's
+            // close-on-exec closes this copy.
+            let listener = sys::seccomp_listener(&trace::program())
+                .step(|| "installing the seccomp trace filter".into())?;
+            let _ = listener.into_raw_fd();
+        }
+    }
     if plan.process.init {
         // Last: the init lives under every restriction the workload has.
         init::split(report_fd as std::os::fd::RawFd)?;

@@ -28,6 +28,8 @@ pub struct Inputs {
     pub sync_back: Option<SyncBack>,
     /// Where an `EgressReport::File` report is written.
     pub egress_report: Option<OwnedFd>,
+    /// Where trace mode's record is written.
+    pub seccomp_trace: Option<OwnedFd>,
 }
 
 /// A copy-in-out workspace's way home for a privileged executor: the

@@ -35,6 +35,7 @@ mod sources;
 mod supervise;
 mod sys;
 mod tools;
+mod trace;
 pub mod tree;
 mod uplink;
 mod userspace;

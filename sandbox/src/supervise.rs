@@ -7,13 +7,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use protocol::{EgressReport, ExitStatus, NetworkMode, Plan, Workspace, WorkspaceMode};
+use protocol::{
+    EgressReport, ExitStatus, NetworkMode, Plan, SeccompMode, Workspace, WorkspaceMode,
+};
 
 use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
 use crate::tools::Inside;
-use crate::{child, egress, idmap, nflog, sys, tree, uplink};
+use crate::{child, egress, idmap, nflog, sys, trace, tree, uplink};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,8 @@ fn copies_workspace(plan: &Plan) -> bool {
 struct Handed {
     workspace_copy: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
+    /// Trace mode: the thread answering the sandbox's system calls.
+    tracer: Option<std::thread::JoinHandle<trace::Seen>>,
 }
 
 /// What an executor adds to a sandbox's life; every method has a no-op
@@ -102,6 +106,7 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         None
     };
     let sync_back = inputs.sync_back.take();
+    let trace_to = inputs.seccomp_trace.take();
     let egress = match &plan.network {
         NetworkMode::Bridge(bridge) => bridge.egress.as_ref(),
         _ => None,
@@ -216,11 +221,23 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         };
         let workspace_copy = receive(copies_workspace(plan), "the workspace copy")?;
         let terminal = receive(plan.process.tty, "the terminal")?;
+        // Before the report: the sandbox's execve waits for the tracer.
+        let tracer = match plan.security.seccomp_mode {
+            SeccompMode::Enforce => None,
+            SeccompMode::Trace => {
+                let exited = || {
+                    let mut fds = [pollin(pidfd.as_fd())];
+                    sys::poll(&mut fds, 0).is_ok_and(|n| n > 0)
+                };
+                Some(trace::serve(trace::grab(pidfd.as_fd(), exited)?)?)
+            }
+        };
         // A setup failure closes the socket early: the report says why.
         read_report(report_read)?;
         Ok(Handed {
             workspace_copy,
             terminal,
+            tracer,
         })
     })();
     let handed = match started {
@@ -242,6 +259,15 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
     };
     let outcome = supervise(plan, pidfd, signals, relay, watch.as_mut(), hooks);
     detach(attached);
+    if let Some(tracer) = handed.tracer {
+        let seen = tracer.join().map_err(|_| Error::Setup {
+            step: "--seccomp-mode trace".into(),
+            source: io::Error::other("the trace thread panicked"),
+        })?;
+        if let Some(file) = trace_to {
+            trace::write(file.into(), &seen)?;
+        }
+    }
     let outcome = outcome?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {
         sync_workspace(copy, ws, outcome.timed_out, sync_back)?;

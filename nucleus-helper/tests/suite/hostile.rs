@@ -973,3 +973,14 @@ fn hidden_pids_mount_proc_with_hidepid() {
     plan.hardening.hide_pids = true;
     assert_eq!(root.run(&plan), ExitStatus::Code(0));
 }
+
+#[test]
+fn trace_mode_never_runs_in_the_helper() {
+    let mut plan = sample_plan();
+    plan.ids.uid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.ids.gid_map = vec![IdMap::new(0, 65534, 1).unwrap()];
+    plan.security.seccomp_mode = SeccompMode::Trace;
+    let (answer, _sock, child, _peer) = launch_plan_as(65534, &plan);
+    expect_refusal(answer, ErrorCode::BadRequest, "runs in-process only");
+    finished_cleanly(child);
+}

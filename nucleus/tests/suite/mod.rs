@@ -40,4 +40,5 @@ mod network;
 mod options;
 mod policy;
 mod process;
+mod seccomp_trace;
 mod tty;

@@ -13,6 +13,7 @@ mod fs;
 mod mount;
 mod net;
 mod netlink;
+mod notify;
 mod proc;
 mod term;
 
@@ -20,6 +21,7 @@ pub use fs::*;
 pub use mount::*;
 pub use net::*;
 pub use netlink::*;
+pub use notify::*;
 pub use proc::*;
 pub use term::*;
 
@@ -299,6 +301,24 @@ pub fn landlock_restrict_self(ruleset: BorrowedFd<'_>) -> io::Result<()> {
 /// (or CAP_SYS_ADMIN), which the caller has set.
 /// With `log`, the kernel logs every action of the filter but ALLOW.
 pub fn seccomp_install(program: &[SockFilter], log: bool) -> io::Result<()> {
+    let flags = if log {
+        libc::SECCOMP_FILTER_FLAG_LOG
+    } else {
+        0
+    };
+    seccomp_filter(program, flags).map(drop)
+}
+
+/// Installs `program` and returns its notification listener (lowest free
+/// descriptor number, close-on-exec): the program's USER_NOTIF actions
+/// wait for whoever holds it.
+pub fn seccomp_listener(program: &[SockFilter]) -> io::Result<OwnedFd> {
+    let fd = seccomp_filter(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // SAFETY: with NEW_LISTENER, seccomp returns a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn seccomp_filter(program: &[SockFilter], flags: libc::c_ulong) -> io::Result<libc::c_long> {
     let filters: Vec<libc::sock_filter> = program
         .iter()
         .map(|f| libc::sock_filter {
@@ -320,15 +340,10 @@ pub fn seccomp_install(program: &[SockFilter], log: bool) -> io::Result<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            if log {
-                libc::SECCOMP_FILTER_FLAG_LOG as u32
-            } else {
-                0
-            },
+            flags as u32,
             &prog as *const libc::sock_fprog,
         )
     })
-    .map(drop)
 }
 
 /// Closes every descriptor in `first..=last`.
