@@ -73,6 +73,11 @@ options:
   --seccomp-log FILE         the record (NDJSON) for nucleus seccomp generate
   --seccomp-log-denied       the kernel logs each system call the filter
                              denies (audit log, or dmesg without auditd)
+  -u, --user U               run as U (name in the root's /etc/passwd, or
+                             uid) inside; its primary group unless
+  --group G                  says otherwise
+  --additional-group G       a supplementary group (repeatable; needs
+                             --userns subids unless root)
   --init                     a mini-init as PID 1: reaps orphans, forwards
                              signals (always in production)
   --require-kernel-lockdown L  refuse to start unless the kernel's
@@ -199,6 +204,10 @@ pub struct RunSpec {
     /// `--seccomp-mode trace` records into this file (`--seccomp-log`).
     pub seccomp_trace: Option<PathBuf>,
     pub seccomp_mode_trace: bool,
+    /// `--user`, `--group`, `--additional-group` as given.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub groups: Vec<String>,
     pub agent: AgentSpec,
     pub policy: crate::policy::PolicySpec,
 }
@@ -293,6 +302,9 @@ impl RunSpec {
             seccomp_log_denied: false,
             seccomp_trace: None,
             seccomp_mode_trace: false,
+            user: None,
+            group: None,
+            groups: Vec::new(),
             agent: AgentSpec::default(),
             policy: crate::policy::PolicySpec::default(),
         }
@@ -501,6 +513,11 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
                 };
             }
             Long("seccomp-log") => spec.seccomp_trace = Some(parser.value()?.into()),
+            Short('u') | Long("user") => spec.user = Some(string(parser.value()?, "--user")?),
+            Long("group") => spec.group = Some(string(parser.value()?, "--group")?),
+            Long("additional-group") => spec
+                .groups
+                .push(string(parser.value()?, "--additional-group")?),
             Long("trust-level") => {
                 let v = string(parser.value()?, "--trust-level")?;
                 spec.trust = match v.as_str() {

@@ -15,7 +15,7 @@ use protocol::{
 };
 
 use crate::cli::{RunSpec, UserNs};
-use crate::{agent, limits, modes, network, policy, policy_landlock, seccomp_trace};
+use crate::{agent, identity, limits, modes, network, policy, policy_landlock, seccomp_trace};
 use protocol::subids;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,7 +89,11 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         namespaces: Namespaces {
             time: spec.time_namespace,
         },
-        ids: ids(spec.userns, caller)?,
+        ids: {
+            let mut ids = ids(spec.userns, caller)?;
+            identity::apply(spec, caller, &mut ids)?;
+            ids
+        },
         root: root.clone(),
         mounts,
         process: Process {
@@ -180,6 +184,7 @@ fn ids(mode: UserNs, caller: Caller) -> Result<IdMapping> {
         gid_map: vec![IdMap::new(gid, caller.gid, 1)?],
         uid,
         gid,
+        groups: Vec::new(),
     };
     if mode == UserNs::SubIds {
         let read = |path: &str| {

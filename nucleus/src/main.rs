@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod client;
 mod compile;
+mod identity;
 mod limits;
 mod lockdown;
 mod modes;

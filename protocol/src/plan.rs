@@ -139,7 +139,8 @@ impl IdMap {
         self.count
     }
 
-    fn contains_inside(&self, id: u32) -> bool {
+    /// Whether inside id `id` falls in this line.
+    pub fn contains_inside(&self, id: u32) -> bool {
         id >= self.inside && id - self.inside < self.count
     }
 }
@@ -166,7 +167,12 @@ pub struct IdMapping {
     pub gid_map: Vec<IdMap>,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (`--additional-group`), inside ids; empty: none.
+    pub groups: Vec<u32>,
 }
+
+/// Most supplementary groups a workload gets.
+pub const MAX_GROUPS: usize = 32;
 
 /// What the root of the sandbox is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -568,6 +574,20 @@ fn validate_ids(ids: &IdMapping) -> Result<(), PlanError> {
         if !map.iter().any(|m| m.contains_inside(id)) {
             return Err(PlanError::IdUnmapped { which, id });
         }
+    }
+    if ids.groups.len() > MAX_GROUPS {
+        return Err(PlanError::TooMany {
+            what: "supplementary groups",
+            count: ids.groups.len(),
+            max: MAX_GROUPS,
+        });
+    }
+    if let Some(&id) = ids
+        .groups
+        .iter()
+        .find(|g| !ids.gid_map.iter().any(|m| m.contains_inside(**g)))
+    {
+        return Err(PlanError::IdUnmapped { which: "group", id });
     }
     Ok(())
 }

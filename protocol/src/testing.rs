@@ -27,6 +27,7 @@ pub fn sample_plan() -> Plan {
             gid_map: vec![IdMap::new(0, 1000, 1).unwrap()],
             uid: 0,
             gid: 0,
+            groups: Vec::new(),
         },
         root: RootFs {
             source: RootSource::Tmpfs,

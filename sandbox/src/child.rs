@@ -110,6 +110,24 @@ fn setup_and_exec(
     // Become the workload's ids now that they are mapped: files the setup
     // creates must belong to them, and an executor running as someone
     // else (the privileged helper) has an unmapped id until here.
+    if plan.ids.uid != 0 {
+        // Leaving uid 0 (`--user` under --userns subids) would clear the
+        // capabilities the rest of the setup needs; caps.rs drops them all,
+        // and sets the securebits anew, before exec.
+        sys::prctl(
+            libc::PR_SET_SECUREBITS,
+            libc::SECBIT_NO_SETUID_FIXUP as libc::c_ulong,
+        )
+        .step(|| "keeping capabilities across the switch of ids".into())?;
+    }
+    if !plan.ids.groups.is_empty() {
+        sys::setgroups(&plan.ids.groups).step(|| {
+            format!(
+                "setting the supplementary groups {:?} (--additional-group needs --userns subids, or root)",
+                plan.ids.groups
+            )
+        })?;
+    }
     sys::setresid(plan.ids.uid, plan.ids.gid)
         .step(|| format!("switching to uid {} gid {}", plan.ids.uid, plan.ids.gid))?;
     sys::sethostname(plan.hostname.as_str()).step(|| "setting the hostname".into())?;

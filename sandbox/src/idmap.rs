@@ -19,7 +19,9 @@ pub fn map_text(maps: &[IdMap]) -> String {
 
 /// Writes the maps of process `pid` under `proc_root` (normally `/proc`).
 /// setgroups is denied first: the kernel requires it before an unprivileged
-/// gid map, and the workload never needs to change its groups.
+/// gid map, and the workload never needs to change its groups; only a plan
+/// with supplementary groups (mapped by root or newgidmap) leaves it to the
+/// sandbox's setup, which sets them once, before it drops every capability.
 pub fn write(proc_root: &Path, pid: libc::pid_t, ids: &IdMapping) -> Result<(), Error> {
     let dir = proc_root.join(pid.to_string());
     let unprivileged_ranges =
@@ -27,7 +29,12 @@ pub fn write(proc_root: &Path, pid: libc::pid_t, ids: &IdMapping) -> Result<(), 
     let write = |file: &str, text: &str| -> Result<(), Error> {
         fs::write(dir.join(file), text).step(|| format!("writing {file} of the sandbox"))
     };
-    match fs::write(dir.join("setgroups"), "deny") {
+    let setgroups = if ids.groups.is_empty() {
+        fs::write(dir.join("setgroups"), "deny")
+    } else {
+        Ok(())
+    };
+    match setgroups {
         Ok(()) => {}
         // Older kernels have no setgroups file: nothing to deny there.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -92,6 +99,7 @@ mod tests {
             gid_map: vec![IdMap::new(0, 100, 1).unwrap()],
             uid: 0,
             gid: 0,
+            groups: Vec::new(),
         };
         write(&dir, 42, &ids).unwrap();
         assert_eq!(

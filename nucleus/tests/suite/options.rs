@@ -132,3 +132,37 @@ fn hostname_wins_over_name(id: &Identity) {
     let r = report(id, &["--name", "agent-3", "--hostname", "h1"]);
     assert_eq!(r["hostname"], "h1");
 }
+
+as_root_and_user!(user_and_groups_own_the_workload_and_its_writable_paths);
+
+/// `--user`, `--group`, `--additional-group` by name (the host's
+/// /etc/passwd and /etc/group: daemon is 1, users is 100), under the
+/// caller's subordinate ranges; /tmp and the secrets are theirs.
+fn user_and_groups_own_the_workload_and_its_writable_paths(id: &Identity) {
+    let dir = super::harness::TempDir::new("identity");
+    let secret = dir.write("token", "s3cret");
+    super::harness::give(&secret, id);
+    let out = Nucleus::new(id)
+        .args([
+            "--userns",
+            "subids",
+            "--user",
+            "daemon",
+            "--additional-group",
+            "users",
+            "--secret",
+        ])
+        .arg(format!("{}:token", secret.display()))
+        .run(&[
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; stat -c %u /tmp; stat -c %u /run/secrets/token; cat /run/secrets/token",
+        ]);
+    out.assert_code(0);
+    assert_eq!(out.stdout, "1\n1\n1 100\n1\n1\ns3cret", "{out}");
+    // Unmapped ids are refused before anything starts.
+    Nucleus::bare(id)
+        .args(["--user", "daemon"])
+        .run(&["true"])
+        .assert_refused("add --userns subids");
+}

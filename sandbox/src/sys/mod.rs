@@ -128,6 +128,19 @@ pub fn setresid(uid: u32, gid: u32) -> io::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
 }
 
+/// setgroups(2) for the calling thread only (see `setresid`).
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: `groups` holds `len` gid_t values, which the kernel reads.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_setgroups,
+            groups.len(),
+            groups.as_ptr() as *const libc::gid_t,
+        )
+    })
+    .map(drop)
+}
+
 /// prctl with an option and one argument (or sub-option), the rest zero.
 pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
     let zero: libc::c_ulong = 0;
