@@ -87,6 +87,8 @@ pub enum PlanError {
     PublishUnsupported,
     #[error("host port {0} is published twice")]
     PublishTwice(String),
+    #[error("supplementary groups leave setgroups allowed in the user namespace, so the workload may not keep CAP_SETGID (it could drop a group that a host file's ACL denies)")]
+    GroupsWithSetgid,
     #[error("{input:?} is not a domain name: {why}")]
     Domain { input: String, why: &'static str },
 }
@@ -520,6 +522,12 @@ impl Plan {
     /// executor runs this on the plan it is about to apply, whoever built it.
     pub fn validate(&self) -> Result<(), PlanError> {
         validate_ids(&self.ids)?;
+        let setgid = crate::security::Capability::from_name("CAP_SETGID");
+        if !self.ids.groups.is_empty()
+            && setgid.is_some_and(|c| self.security.capabilities.bounding().contains(c))
+        {
+            return Err(PlanError::GroupsWithSetgid);
+        }
         validate_mounts(&self.mounts, &self.agent_dirs())?;
         validate_agent(self)?;
         let overlays = self

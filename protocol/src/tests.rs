@@ -445,3 +445,24 @@ fn landlock_minimum_abi_is_bounded() {
         assert!(matches!(plan.validate(), Err(PlanError::LandlockAbi(a)) if a == abi));
     }
 }
+
+#[test]
+fn supplementary_groups_never_come_with_setgid() {
+    let mut plan = sample_plan();
+    plan.ids.gid_map = vec![IdMap::new(0, 100_000, 1000).unwrap()];
+    plan.ids.groups = vec![100];
+    assert_eq!(plan.validate(), Ok(()));
+    let setgid = Capability::from_name("CAP_SETGID").unwrap();
+    plan.security.capabilities =
+        Capabilities::new(CapSet::EMPTY.with(setgid), CapSet::EMPTY).unwrap();
+    assert_eq!(plan.validate(), Err(PlanError::GroupsWithSetgid));
+    plan.ids.groups = vec![5000];
+    plan.security.capabilities = Capabilities::NONE;
+    assert_eq!(
+        plan.validate(),
+        Err(PlanError::IdUnmapped {
+            which: "group",
+            id: 5000
+        })
+    );
+}
