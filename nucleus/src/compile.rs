@@ -46,6 +46,20 @@ const HOST_ETC: [&str; 13] = [
     "/etc/terminfo",
 ];
 
+/// A file the caller asked nucleus to write (a report, a record): opened
+/// here, as the caller, created or truncated, mode 0600; its descriptor
+/// travels to the executor.
+pub fn output_file(flag: &str, path: &Path) -> Result<std::os::fd::OwnedFd> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(file.into())
+}
+
 /// Facts about the caller the plan depends on, gathered once by `main`.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {

@@ -7,9 +7,8 @@ use std::num::NonZeroU16;
 use std::path::Path;
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use protocol::{
     Arg, Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
     Mount, NatBackend, NetworkMode, Proto, PublishedPort, ServiceMode, MAX_EGRESS_DOMAINS,
@@ -244,14 +243,7 @@ fn egress(spec: &RunSpec, report_file: &mut Option<OwnedFd>) -> Result<Option<Eg
     };
     let report = match &spec.egress_report {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("--egress-report {}", path.display()))?;
-            *report_file = Some(file.into());
+            *report_file = Some(compile::output_file("--egress-report", path)?);
             EgressReport::File
         }
         None if spec.mode == ServiceMode::Agent => EgressReport::Stderr,

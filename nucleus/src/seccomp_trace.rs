@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,16 +20,7 @@ pub fn trace_file(spec: &RunSpec) -> Result<Option<OwnedFd>> {
         (true, None) => {
             bail!("--seccomp-mode trace: --seccomp-log FILE says where the record goes")
         }
-        (true, Some(path)) => {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("--seccomp-log {}", path.display()))?;
-            Ok(Some(file.into()))
-        }
+        (true, Some(path)) => crate::compile::output_file("--seccomp-log", path).map(Some),
     }
 }
 
