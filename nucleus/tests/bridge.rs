@@ -253,6 +253,7 @@ fn an_interface_that_is_not_our_bridge_is_refused_and_nothing_is_left() {
     assert!(net.leases("lo").is_empty());
     // A bridge of that name with another address is not ours either.
     net.inside(&["ip", "link", "add", "theirs", "type", "bridge"]);
+    net.inside(&["ip", "addr", "add", "192.0.2.1/24", "dev", "theirs"]);
     let out = net.run(&["--bridge", "theirs"], &["true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -814,4 +815,31 @@ fn two_sandboxes_on_the_bridge_talk_only_if_allowed() {
         timed_out(&peer(&["--egress-allow", "192.0.2.0/24"])),
         "not allowed: dropped"
     );
+}
+
+#[test]
+fn nucleus_killed_at_any_point_of_setup_leaves_nothing_the_next_start_keeps() {
+    let Some(net) = TestNet::new() else { return };
+    // SIGKILL at increasing moments of a start with a published port:
+    // before the bridge, between the lease and the veth, after the DNAT.
+    for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
+        let mut run = Killed(
+            net.nucleus(&["-p", "18099:8000"], &["sleep", "30"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        run.0.kill().unwrap();
+        run.0.wait().unwrap();
+    }
+    net.wait_for("the killed sandboxes' veths to go", |n| {
+        !n.links().iter().any(|l| l.starts_with("nv"))
+    });
+    // The next start sweeps what the killed ones left, and leaves nothing.
+    stdout(&net.run(&[], &["true"]));
+    assert_eq!(net.nat_rules(), BASE_NAT_RULES);
+    assert!(net.leases("nucleus0").is_empty());
+    assert_eq!(net.links(), ["lo", "nucleus0"]);
 }

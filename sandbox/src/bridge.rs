@@ -158,6 +158,11 @@ fn ensure_bridge(bridge: &KernelBridge) -> Result<(), Error> {
     match bridge_state(&details, &gw) {
         BridgeState::Up => Ok(()),
         BridgeState::Down => run("ip", &["link", "set", "dev", name, "up"]).map(drop),
+        BridgeState::Unaddressed => {
+            // Made by a start killed before it gave the bridge its address.
+            run("ip", &["addr", "add", &gw, "dev", name])?;
+            run("ip", &["link", "set", "dev", name, "up"]).map(drop)
+        }
         BridgeState::NotABridge => Err(failed(
             format!("--bridge {name}"),
             "an interface of that name exists and is not a bridge; choose another --bridge",
@@ -173,6 +178,8 @@ fn ensure_bridge(bridge: &KernelBridge) -> Result<(), Error> {
 enum BridgeState {
     Up,
     Down,
+    /// A bridge with no IPv4 address at all: one nucleus began to make.
+    Unaddressed,
     NotABridge,
     OtherAddress,
 }
@@ -189,6 +196,8 @@ fn bridge_state(details: &str, gw: &str) -> BridgeState {
     let rest: Vec<&str> = lines.map(str::trim_start).collect();
     if !rest.iter().any(|l| l.starts_with("bridge ")) {
         BridgeState::NotABridge
+    } else if !rest.iter().any(|l| l.starts_with("inet ")) {
+        BridgeState::Unaddressed
     } else if !rest.iter().any(|l| l.starts_with(&format!("inet {gw} "))) {
         BridgeState::OtherAddress
     } else if flags.split(',').any(|f| f == "UP") {
@@ -387,6 +396,11 @@ mod tests {
         assert_eq!(
             bridge_state(BRIDGE_UP, "10.88.0.1/24"),
             BridgeState::OtherAddress
+        );
+        let bare = BRIDGE_UP.replace("    inet 10.88.0.1/16 scope global nucleus0\n", "");
+        assert_eq!(
+            bridge_state(&bare, "10.88.0.1/16"),
+            BridgeState::Unaddressed
         );
         let veth = BRIDGE_UP.replace("    bridge forward_delay", "    veth forward_delay");
         assert_eq!(bridge_state(&veth, "10.88.0.1/16"), BridgeState::NotABridge);
