@@ -325,6 +325,10 @@ fn connect(net: &TestNet, flags: &[&str], port: &str) -> (bool, Option<i64>) {
     (ok, errno)
 }
 
+/// A connect whose SYN was dropped in the sandbox's OUTPUT chain: it
+/// times out (a closed port would be refused at once).
+const DROPPED: (bool, Option<i64>) = (false, Some(libc::ETIMEDOUT as i64));
+
 /// Whether the probe's report says the connection timed out (its SYN
 /// was dropped, not refused).
 fn timed_out(report: &str) -> bool {
@@ -347,8 +351,7 @@ fn egress_lets_out_only_the_listed_networks_and_ports() {
     assert_eq!(connect(&net, &policy, "18081"), (true, None));
     // Dropped in the sandbox's OUTPUT chain: the SYN never leaves, so the
     // connect times out (a closed port would be refused at once).
-    let dropped = (false, Some(i64::from(libc::ETIMEDOUT)));
-    assert_eq!(connect(&net, &policy, "18082"), dropped);
+    assert_eq!(connect(&net, &policy, "18082"), DROPPED);
     let wider = ["--egress-allow", "0.0.0.0/0"];
     assert_eq!(connect(&net, &wider, "18082"), (true, None));
     let meta = probe_connect(&net, &wider, "169.254.169.254", "80");
@@ -419,6 +422,15 @@ fn a_published_port_reaches_the_sandbox_and_is_withdrawn() {
             "-A NUCLEUS-PREROUTING -p tcp -m tcp --dport 18090 -j DNAT --to-destination 10.88.0.2:8000",
         ]
     );
+    // 127.0.0.1 publishing needs route_localnet on the bridge: packets for
+    // the host's loopback from the bridge are dropped unless DNAT or replies.
+    assert_eq!(
+        net.inside(&["iptables", "-w", "-S", "NUCLEUS-INPUT"]),
+        "-N NUCLEUS-INPUT\n-A NUCLEUS-INPUT -d 127.0.0.0/8 -i nucleus0 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n"
+    );
+    assert!(net
+        .inside(&["iptables", "-w", "-S", "INPUT"])
+        .contains("-A INPUT -j NUCLEUS-INPUT"));
     // The host's own addresses, loopback included (as with podman).
     assert!(answers(&net, "10.88.0.1", 18090));
     assert!(answers(&net, "127.0.0.1", 18090));
@@ -679,8 +691,7 @@ fn egress_to_a_domain_follows_its_addresses() {
         "18081",
     ];
     assert_eq!(connect(&net, &policy, "18081"), (true, None));
-    let dropped = (false, Some(i64::from(libc::ETIMEDOUT)));
-    assert_eq!(connect(&net, &policy, "18082"), dropped);
+    assert_eq!(connect(&net, &policy, "18082"), DROPPED);
     // A name that does not resolve: refused before anything is made.
     let links = net.links();
     let out = net.run(

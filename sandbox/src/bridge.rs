@@ -56,7 +56,10 @@ pub fn attach(
     fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| failed("enabling IPv4 forwarding".into(), e.to_string()))?;
     if !ports.is_empty() {
-        // A published port's DNAT from 127.0.0.1 must be routed out.
+        // A published port's DNAT from 127.0.0.1 must be routed out; the
+        // guard first, so no packet for the host's loopback is ever let in
+        // from the bridge (route_localnet also accepts those).
+        firewall.guard_loopback(bridge)?;
         let localnet = format!(
             "/proc/sys/net/ipv4/conf/{}/route_localnet",
             bridge.name.as_str()

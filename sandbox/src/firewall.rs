@@ -16,6 +16,8 @@ use protocol::{KernelBridge, NatBackend, PublishedPort};
 
 use crate::error::Error;
 
+/// The filter chain nucleus owns: INPUT jumps to it first.
+pub const INPUT: &str = "NUCLEUS-INPUT";
 /// nat chains nucleus owns; the built-in chains jump to them.
 pub const POSTROUTING: &str = "NUCLEUS-POSTROUTING";
 pub const PREROUTING: &str = "NUCLEUS-PREROUTING";
@@ -55,6 +57,10 @@ pub trait Firewall {
         bridge: &KernelBridge,
         leased: &dyn Fn(Ipv4Addr) -> bool,
     ) -> Result<Vec<String>, Error>;
+    /// Drops packets for the host's loopback that come in from the bridge
+    /// and are not replies or DNAT (the kernel accepts them once
+    /// route_localnet is on, which 127.0.0.1 publishing needs: CVE-2020-8558).
+    fn guard_loopback(&self, bridge: &KernelBridge) -> Result<(), Error>;
     /// Forwards `ports` to the sandbox at `to`.
     fn publish(&self, ports: &[PublishedPort], to: Ipv4Addr) -> Result<(), Error>;
     /// Removes what `publish` added; what failed, as text.
@@ -86,6 +92,30 @@ pub fn nat_rules(bridge: &KernelBridge) -> Vec<Rule> {
         Rule::new(
             POSTROUTING,
             &["-s", "127.0.0.0/8", "-o", name, "-j", "MASQUERADE"],
+        ),
+    ]
+}
+
+/// The filter rules of `guard_loopback`, in order: the jump (inserted
+/// first in INPUT), then the drop.
+pub fn loopback_guard(bridge: &KernelBridge) -> [Rule; 2] {
+    [
+        Rule::new("INPUT", &["-j", INPUT]),
+        Rule::new(
+            INPUT,
+            &[
+                "-d",
+                "127.0.0.0/8",
+                "-i",
+                bridge.name.as_str(),
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "RELATED,ESTABLISHED,DNAT",
+                "-j",
+                "DROP",
+            ],
         ),
     ]
 }
@@ -195,6 +225,22 @@ impl Firewall for Iptables {
             .collect())
     }
 
+    fn guard_loopback(&self, bridge: &KernelBridge) -> Result<(), Error> {
+        let filter = |args: &[&str]| crate::tools::run("iptables", &[&["-w"], args].concat());
+        if filter(&["-L", INPUT, "-n"]).is_err() {
+            // Made by a concurrent start in between is fine too.
+            let _ = filter(&["-N", INPUT]);
+        }
+        let [jump, drop] = loopback_guard(bridge);
+        for (rule, at) in [(jump, "-I"), (drop, "-A")] {
+            let spec: Vec<&str> = rule.spec.iter().map(String::as_str).collect();
+            if filter(&[&["-C", rule.chain], &spec[..]].concat()).is_err() {
+                filter(&[&[at, rule.chain], &spec[..]].concat())?;
+            }
+        }
+        Ok(())
+    }
+
     fn publish(&self, ports: &[PublishedPort], to: Ipv4Addr) -> Result<(), Error> {
         for rule in publish_rules(ports, to) {
             Self::add(&rule)?;
@@ -233,6 +279,10 @@ fn stale_forwarding(listing: &str, leased: &dyn Fn(Ipv4Addr) -> bool) -> Vec<Rul
 }
 
 impl Firewall for NoFirewall {
+    fn guard_loopback(&self, _: &KernelBridge) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn prepare(
         &self,
         _: &KernelBridge,
@@ -274,6 +324,21 @@ mod tests {
                 "-A OUTPUT -m addrtype --dst-type LOCAL -j NUCLEUS-OUTPUT",
                 "-A NUCLEUS-POSTROUTING -s 10.88.0.0/16 ! -o nucleus0 -j MASQUERADE",
                 "-A NUCLEUS-POSTROUTING -s 127.0.0.0/8 -o nucleus0 -j MASQUERADE",
+            ]
+        );
+    }
+
+    #[test]
+    fn loopback_guard_exact() {
+        let bridge = KernelBridge {
+            name: BridgeName::try_from("nucleus0".to_owned()).unwrap(),
+            subnet: Ipv4Subnet::try_from((Ipv4Addr::new(10, 88, 0, 0), 16)).unwrap(),
+        };
+        assert_eq!(
+            text(&loopback_guard(&bridge)),
+            [
+                "-A INPUT -j NUCLEUS-INPUT",
+                "-A NUCLEUS-INPUT -d 127.0.0.0/8 -i nucleus0 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
             ]
         );
     }

@@ -133,6 +133,12 @@ for chain in POSTROUTING PREROUTING OUTPUT; do
   iptables -t nat -F "NUCLEUS-$chain"
   iptables -t nat -X "NUCLEUS-$chain"
 done
+t_match "publishing guarded the host's loopback against the bridge" \
+  "NUCLEUS-INPUT -d 127.0.0.0/8 -i nucleus0 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP" \
+  "$(iptables -S NUCLEUS-INPUT)"
+iptables -D INPUT -j NUCLEUS-INPUT
+iptables -F NUCLEUS-INPUT
+iptables -X NUCLEUS-INPUT
 
 t_section "rootless userspace NAT (pasta, stock /dev/net/tun)"
 ip link add v0 type veth peer name v1
