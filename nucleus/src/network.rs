@@ -12,15 +12,12 @@ use anyhow::{anyhow, bail, Result};
 use protocol::{
     Arg, Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
     Mount, NatBackend, NetworkMode, Proto, PublishedPort, ServiceMode, MAX_EGRESS_DOMAINS,
-    MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED,
+    MAX_EGRESS_NETS, MAX_EGRESS_PORTS, MAX_PUBLISHED, MAX_RESOLVERS,
 };
 
 use crate::cli::{Nat, Network, RunSpec};
 use crate::client;
 use crate::compile::{self, Caller};
-
-/// glibc reads at most this many `nameserver` lines (MAXNS).
-const MAX_DNS: usize = 3;
 
 /// Where the userspace NAT tools are looked for: the executor runs them
 /// from this fixed list too, never from the caller's PATH.
@@ -310,9 +307,9 @@ fn resolv_conf(spec: &RunSpec, mounts: &mut Vec<Mount>) -> Result<()> {
     if spec.dns.is_empty() {
         return Ok(());
     }
-    if spec.dns.len() > MAX_DNS {
+    if spec.dns.len() > MAX_RESOLVERS {
         bail!(
-            "--dns: at most {MAX_DNS} resolvers (glibc reads no more); {} given",
+            "--dns: at most {MAX_RESOLVERS} resolvers (glibc reads no more); {} given",
             spec.dns.len()
         );
     }

@@ -27,7 +27,7 @@ pub use names::{Arg, EnvName, Hostname, NameError, SandboxId, SandboxName};
 pub use network::{
     Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
     NatBackend, NetworkMode, Proto, PublishedPort, MAX_EGRESS_DOMAINS, MAX_EGRESS_NETS,
-    MAX_EGRESS_PORTS, MAX_PUBLISHED,
+    MAX_EGRESS_PORTS, MAX_PUBLISHED, MAX_RESOLVERS,
 };
 pub use path::{AbsPath, PathError};
 pub use plan::{

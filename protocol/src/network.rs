@@ -117,6 +117,7 @@ impl Bridge {
                     e.domains.len(),
                     MAX_EGRESS_DOMAINS,
                 ))
+                .or(too_many("egress resolvers", e.dns.len(), MAX_RESOLVERS))
                 .or(too_many(
                     "egress TCP ports",
                     e.tcp_ports.len(),
@@ -258,6 +259,9 @@ impl From<Domain> for String {
 /// multiport match takes 15).
 pub const MAX_EGRESS_NETS: usize = 256;
 pub const MAX_EGRESS_PORTS: usize = 15;
+/// Most resolvers: glibc reads no more `nameserver` lines (MAXNS), and the
+/// executor asks each, for each domain, on every refresh.
+pub const MAX_RESOLVERS: usize = 3;
 /// Most allowed domains (each is looked up on every refresh).
 pub const MAX_EGRESS_DOMAINS: usize = 32;
 

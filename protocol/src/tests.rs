@@ -466,3 +466,27 @@ fn supplementary_groups_never_come_with_setgid() {
         })
     );
 }
+
+#[test]
+fn egress_resolvers_are_bounded() {
+    let mut plan = sample_plan();
+    plan.network = NetworkMode::Bridge(Bridge {
+        backend: NatBackend::Pasta,
+        egress: Some(EgressPolicy {
+            allow: vec![],
+            domains: vec![],
+            tcp_ports: vec![],
+            udp_ports: vec![],
+            dns: vec!["192.0.2.53".parse().unwrap(); MAX_RESOLVERS + 1],
+            report: EgressReport::Off,
+        }),
+        publish: vec![],
+    });
+    assert!(matches!(
+        plan.validate(),
+        Err(PlanError::TooMany {
+            what: "egress resolvers",
+            ..
+        })
+    ));
+}
