@@ -77,13 +77,18 @@ impl<F: AsFd> Inside<F> {
         }
     }
 
+    /// The sandbox's user namespace (its creator, the executor, may open it).
+    pub fn userns_path(&self) -> String {
+        format!("/proc/{}/ns/user", self.pid)
+    }
+
     pub fn enter(&self) -> Result<Entered, Error> {
         let copy = sys::dup_inheritable(self.netns.as_fd())
             .map_err(|e| failed("passing the network namespace on".into(), e.to_string()))?;
         Ok(Entered {
             netns_path: format!("/proc/self/fd/{}", copy.as_raw_fd()),
             _netns: copy,
-            userns_path: (sys::geteuid() != 0).then(|| format!("/proc/{}/ns/user", self.pid)),
+            userns_path: (sys::geteuid() != 0).then(|| self.userns_path()),
         })
     }
 }

@@ -39,7 +39,7 @@ pub fn start(
     let entered = inside.enter()?;
     // Joined even by root: the tools drop to an unprivileged user first,
     // who has rights in the sandbox's namespaces only through it.
-    let userns = format!("/proc/{}/ns/user", inside.pid);
+    let userns = inside.userns_path();
     let step = || format!("--nat-backend {}", name(backend));
     let (ready_read, ready_write) = sys::pipe().map_err(|e| failed(step(), e.to_string()))?;
     let ready =
