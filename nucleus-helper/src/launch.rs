@@ -104,7 +104,10 @@ fn check_identity(plan: &Plan, peer: &Peer) -> Result<(), Refusal> {
 /// another user.
 fn check_seccomp(plan: &Plan) -> Result<(), Refusal> {
     match plan.security.seccomp_mode {
-        SeccompMode::Enforce => Ok(()),
+        // The report's listener answers denials with the plan's own
+        // errno, never "continue": nothing gets through that the
+        // program denies.
+        SeccompMode::Enforce | SeccompMode::Report => Ok(()),
         SeccompMode::Trace => Err(refuse(
             ErrorCode::BadRequest,
             "--seccomp-mode trace runs in-process only, not through the helper",
@@ -421,7 +424,7 @@ fn prepare(
         secrets: fds.secret_fds,
         host_trees: detach(plan, &fds.mount_ns, fds.host_fds)?,
         stdio: fds.stdio,
-        egress_report: fds.egress_report,
+        violations: fds.violations,
         seccomp_trace: None,
     };
     // Made before the fork: cgroup v2 enables controllers only over

@@ -54,8 +54,9 @@ pub struct Descriptors {
     pub secret_fds: Vec<OwnedFd>,
     /// The caller's stdin, stdout and stderr.
     pub stdio: Vec<OwnedFd>,
-    /// Where the egress report goes, opened for writing by the caller.
-    pub egress_report: Option<OwnedFd>,
+    /// The violations file (egress report, seccomp denials), opened for
+    /// writing by the caller.
+    pub violations: Option<OwnedFd>,
     /// The caller's mount namespace, where `host_fds` live.
     pub mount_ns: OwnedFd,
 }
@@ -160,18 +161,18 @@ fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal>
     let mount_ns = fds
         .pop()
         .ok_or_else(|| refuse(ErrorCode::BadRequest, "no descriptors"))?;
-    let egress_report = if plan.egress_report_file() {
+    let violations = if plan.violations_file() {
         let fd = fds
             .pop()
-            .ok_or_else(|| refuse(ErrorCode::BadRequest, "no egress report descriptor"))?;
+            .ok_or_else(|| refuse(ErrorCode::BadRequest, "no violations file descriptor"))?;
         let mode = sys::fstat(fd.as_fd())
-            .map_err(|e| refuse(ErrorCode::BadRequest, format!("egress report: {e}")))?
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("violations file: {e}")))?
             .st_mode
             & libc::S_IFMT;
         if !sys::is_writable(fd.as_fd()) || mode == libc::S_IFDIR {
             return Err(refuse(
                 ErrorCode::BadRequest,
-                "the egress report's descriptor is not open for writing",
+                "the violations file's descriptor is not open for writing",
             ));
         }
         Some(fd)
@@ -221,7 +222,7 @@ fn check_fds(plan: &Plan, mut fds: Vec<OwnedFd>) -> Result<Descriptors, Refusal>
         host_fds: fds,
         secret_fds,
         stdio,
-        egress_report,
+        violations,
         mount_ns,
     })
 }

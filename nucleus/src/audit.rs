@@ -13,7 +13,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use protocol::{NatBackend, NetworkMode, Plan, PlanDigest};
+use protocol::{NatBackend, NetworkMode, Plan, PlanDigest, SeccompMode};
 
 use crate::policy::{Kind, PolicySpec};
 use sha2::{Digest, Sha256};
@@ -207,6 +207,17 @@ pub fn plan_fields(plan: &Plan, via_helper: bool) -> Result<Vec<(&'static str, J
         ),
         ("seccomp_instructions", Json::Num(seccomp.len() as u64 / 8)),
         ("seccomp_log_denied", Json::Bool(plan.security.log_denied)),
+        (
+            "seccomp_mode",
+            Json::Str(
+                match plan.security.seccomp_mode {
+                    SeccompMode::Enforce => "enforce",
+                    SeccompMode::Trace => "trace",
+                    SeccompMode::Report => "report",
+                }
+                .to_owned(),
+            ),
+        ),
         (
             "capabilities",
             Json::Str(format!(

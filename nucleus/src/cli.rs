@@ -73,6 +73,10 @@ options:
   --seccomp-log FILE         the record (NDJSON) for nucleus seccomp generate
   --seccomp-log-denied       the kernel logs each system call the filter
                              denies (audit log, or dmesg without auditd)
+  --violations FILE          each system call the filter denies and each
+                             denied egress destination, once, as NDJSON
+                             (agent modes; the workload still gets the
+                             profile's errno)
   -u, --user U               run as U (name in the root's /etc/passwd, or
                              uid) inside; its primary group unless
   --group G                  says otherwise
@@ -132,7 +136,8 @@ network:
   --egress-tcp-port N        allowed networks only on these TCP ports
   --egress-udp-port N        and these UDP ports (repeatable)
   --egress-report FILE       each denied destination once, as NDJSON
-                             (default in agent mode: a line on stderr)
+                             (default in agent mode: a line on stderr;
+                             --violations FILE takes these too)
   --dns IP                   a resolver for /etc/resolv.conf (repeatable, at
                              most 3; default: the host's file)
 
@@ -201,6 +206,7 @@ pub struct RunSpec {
     pub trust: Trust,
     pub audit_log: Option<PathBuf>,
     pub seccomp_log_denied: bool,
+    pub violations: Option<PathBuf>,
     /// `--seccomp-mode trace` records into this file (`--seccomp-log`).
     pub seccomp_trace: Option<PathBuf>,
     pub seccomp_mode_trace: bool,
@@ -300,6 +306,7 @@ impl RunSpec {
             trust: Trust::Trusted,
             audit_log: None,
             seccomp_log_denied: false,
+            violations: None,
             seccomp_trace: None,
             seccomp_mode_trace: false,
             user: None,
@@ -504,6 +511,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<RunSpec> {
             Long("init") => spec.init = true,
             Long("audit-log") => spec.audit_log = Some(parser.value()?.into()),
             Long("seccomp-log-denied") => spec.seccomp_log_denied = true,
+            Long("violations") => spec.violations = Some(parser.value()?.into()),
             Long("seccomp-mode") => {
                 let v = string(parser.value()?, "--seccomp-mode")?;
                 spec.seccomp_mode_trace = match v.as_str() {

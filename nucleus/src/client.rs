@@ -130,7 +130,7 @@ pub fn stop(id: &SandboxId, signal: StopSignal) -> Result<()> {
 }
 
 /// Runs `plan` through the helper.
-pub fn run(plan: &Plan, secrets: Vec<OwnedFd>, egress_report: Option<OwnedFd>) -> Result<Ended> {
+pub fn run(plan: &Plan, secrets: Vec<OwnedFd>, violations: Option<OwnedFd>) -> Result<Ended> {
     let sock = connect()?;
     let bytes = plan.encode()?;
     let digest = PlanDigest::of_bytes(&bytes);
@@ -139,7 +139,7 @@ pub fn run(plan: &Plan, secrets: Vec<OwnedFd>, egress_report: Option<OwnedFd>) -
     let mut fds: Vec<BorrowedFd<'_>> = host.iter().chain(&secrets).map(|f| f.as_fd()).collect();
     // The sandbox talks to our terminal or pipes directly, not through the helper.
     fds.extend([stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
-    fds.extend(egress_report.as_ref().map(|f| f.as_fd()));
+    fds.extend(violations.as_ref().map(|f| f.as_fd()));
     // Our mount namespace, where the host-path descriptors live: the
     // helper clones their mounts from inside it.
     let mount_ns = File::open("/proc/self/ns/mnt").context("opening our mount namespace")?;

@@ -86,7 +86,8 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         (None, None) => default_hostname()?,
     };
     let (root, mut mounts) = root_and_mounts(spec)?;
-    let (network, egress_report) = network::compile(spec, caller, &mut mounts)?;
+    let network = network::compile(spec, caller, &mut mounts)?;
+    let violations = violations_file(spec)?;
     let seccomp_trace = seccomp_trace::trace_file(spec)?;
     let volumes = volumes(spec)?;
     mounts.extend(volumes.iter().cloned());
@@ -150,6 +151,8 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
             log_denied: spec.seccomp_log_denied,
             seccomp_mode: if spec.seccomp_mode_trace {
                 protocol::SeccompMode::Trace
+            } else if spec.violations.is_some() {
+                protocol::SeccompMode::Report
             } else {
                 protocol::SeccompMode::Enforce
             },
@@ -174,10 +177,26 @@ pub fn compile(spec: &RunSpec, caller: Caller) -> Result<(Plan, sandbox::Inputs)
         host_trees: Vec::new(),
         stdio: Vec::new(),
         sync_back: None,
-        egress_report,
+        violations,
         seccomp_trace,
     };
     Ok((plan, inputs))
+}
+
+/// The violations file, opened as the caller: `--violations` (seccomp
+/// denials and denied egress) or `--egress-report` (egress only).
+fn violations_file(spec: &RunSpec) -> Result<Option<std::os::fd::OwnedFd>> {
+    match (&spec.violations, &spec.egress_report) {
+        (Some(_), Some(_)) => {
+            bail!("--egress-report: --violations FILE takes the egress report too; give one of them")
+        }
+        (Some(_), None) if spec.seccomp_mode_trace => bail!(
+            "--violations: reports what the seccomp profile denies, and --seccomp-mode trace denies nothing; drop one"
+        ),
+        (Some(path), None) => output_file("--violations", path).map(Some),
+        (None, Some(path)) => output_file("--egress-report", path).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 fn default_hostname() -> Result<Hostname> {

@@ -143,7 +143,7 @@ fn run_sandbox(
             )
             .into());
         }
-        let ended = client::run(&plan, inputs.secrets, inputs.egress_report)?;
+        let ended = client::run(&plan, inputs.secrets, inputs.violations)?;
         if ended.out_of_memory {
             eprintln!("nucleus: the sandbox ran out of memory (--memory) and was killed");
         }

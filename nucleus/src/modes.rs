@@ -59,8 +59,17 @@ pub fn enforce(mut plan: Plan) -> Result<Plan, Vec<String>> {
             plan.mode
         ));
     }
-    if plan.security.seccomp_mode == SeccompMode::Trace {
-        found.push("--seccomp-mode trace records instead of filtering: agent mode only".to_owned());
+    match plan.security.seccomp_mode {
+        SeccompMode::Enforce => {}
+        SeccompMode::Trace => found
+            .push("--seccomp-mode trace records instead of filtering: agent mode only".to_owned()),
+        // Production's denials are the kernel's to answer, not a thread's
+        // in nucleus: the audit log has them (--seccomp-log-denied).
+        SeccompMode::Report if plan.mode == ServiceMode::Production => found.push(
+            "--violations answers denied system calls from nucleus's own process: agent modes only (use --seccomp-log-denied)"
+                .to_owned(),
+        ),
+        SeccompMode::Report => {}
     }
     plan.hardening.audit_mounts = true;
     let landlock = &mut plan.security.landlock;
@@ -247,6 +256,18 @@ mod tests {
         let mut p = plan(ServiceMode::Agent);
         p.security.seccomp_mode = SeccompMode::Trace;
         assert!(enforce(p).is_ok());
+    }
+
+    #[test]
+    fn row_violations_report() {
+        let mut p = production();
+        p.security.seccomp_mode = SeccompMode::Report;
+        refused(p, "--violations answers denied system calls");
+        for mode in [ServiceMode::Agent, ServiceMode::StrictAgent] {
+            let mut p = plan(mode);
+            p.security.seccomp_mode = SeccompMode::Report;
+            assert!(enforce(p).is_ok(), "{mode}");
+        }
     }
 
     #[test]

@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU16;
 use std::path::Path;
 
-use std::os::fd::OwnedFd;
-
 use anyhow::{anyhow, bail, Result};
 use protocol::{
     Arg, Bridge, BridgeName, Cidr, Domain, EgressPolicy, EgressReport, Ipv4Subnet, KernelBridge,
@@ -24,12 +22,8 @@ use crate::compile::{self, Caller};
 const TOOL_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /// The network mode, and `--dns` as the root's /etc/resolv.conf (in place
-/// of the host's copy); with it, the egress report's file, opened here.
-pub fn compile(
-    spec: &RunSpec,
-    caller: Caller,
-    mounts: &mut Vec<Mount>,
-) -> Result<(NetworkMode, Option<OwnedFd>)> {
+/// of the host's copy).
+pub fn compile(spec: &RunSpec, caller: Caller, mounts: &mut Vec<Mount>) -> Result<NetworkMode> {
     if spec.network != Network::Bridge {
         let misplaced = [
             ("--bridge", spec.bridge.is_some()),
@@ -43,12 +37,11 @@ pub fn compile(
             bail!("{flag}: needs --network bridge (with none nothing leaves; with host the host's own rules apply)");
         }
     }
-    let mut report_file = None;
     let mode = match spec.network {
         Network::None => NetworkMode::None,
         Network::Bridge => NetworkMode::Bridge(Bridge {
             backend: backend(spec, caller)?,
-            egress: egress(spec, &mut report_file)?,
+            egress: egress(spec)?,
             publish: publish(&spec.publish)?,
         }),
         Network::Host if spec.allow_host_network => NetworkMode::Host,
@@ -57,7 +50,7 @@ pub fn compile(
         ),
     };
     resolv_conf(spec, mounts)?;
-    Ok((mode, report_file))
+    Ok(mode)
 }
 
 fn egress_asked(spec: &RunSpec) -> bool {
@@ -203,8 +196,9 @@ fn published(v: &str) -> std::result::Result<PublishedPort, String> {
 }
 
 /// `--egress-*`: a policy once any is given. Denied destinations are
-/// reported to `--egress-report`'s file, or else on stderr in agent mode.
-fn egress(spec: &RunSpec, report_file: &mut Option<OwnedFd>) -> Result<Option<EgressPolicy>> {
+/// reported to the violations file (`--egress-report`, `--violations`),
+/// or else on stderr in agent mode.
+fn egress(spec: &RunSpec) -> Result<Option<EgressPolicy>> {
     if !egress_asked(spec) {
         if spec.egress_report.is_some() {
             bail!("--egress-report: reports what --egress-allow denies; give a policy (--egress-allow, --egress-*-port)");
@@ -238,13 +232,12 @@ fn egress(spec: &RunSpec, report_file: &mut Option<OwnedFd>) -> Result<Option<Eg
             })
             .collect::<Result<Vec<u16>>>()
     };
-    let report = match &spec.egress_report {
-        Some(path) => {
-            *report_file = Some(compile::output_file("--egress-report", path)?);
-            EgressReport::File
-        }
-        None if spec.mode == ServiceMode::Agent => EgressReport::Stderr,
-        None => EgressReport::Off,
+    let report = if spec.egress_report.is_some() || spec.violations.is_some() {
+        EgressReport::File
+    } else if spec.mode == ServiceMode::Agent {
+        EgressReport::Stderr
+    } else {
+        EgressReport::Off
     };
     let policy = EgressPolicy {
         allow,

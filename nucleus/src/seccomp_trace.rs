@@ -75,6 +75,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_executors_syscall_names_are_libseccomps() {
+        // The executor names denied calls from its own table (it links no
+        // libseccomp): every entry, and every number libseccomp names,
+        // must agree.
+        let table = sandbox::syscalls::X86_64;
+        for &(nr, name) in table {
+            let theirs = ScmpSyscall::from(nr).get_name_by_arch(ScmpArch::X8664);
+            assert_eq!(theirs.ok().as_deref(), Some(name), "{nr}");
+        }
+        for nr in 0..1024 {
+            if let Ok(theirs) = ScmpSyscall::from(nr).get_name_by_arch(ScmpArch::X8664) {
+                assert_eq!(sandbox::syscalls::name(nr), Some(theirs.as_str()), "{nr}");
+            }
+        }
+    }
+
+    #[test]
     fn traces_become_a_sorted_allowlist() {
         let dir = std::env::temp_dir().join(format!("nucleus-gen-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

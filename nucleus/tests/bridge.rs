@@ -755,8 +755,8 @@ fn denied_destinations_are_reported_once_each() {
     let text = std::fs::read_to_string(&report).unwrap();
     assert_eq!(
         text,
-        "{\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18082}\n\
-         {\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18083}\n"
+        "{\"kind\":\"egress\",\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18082}\n\
+         {\"kind\":\"egress\",\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18083}\n"
     );
     // DNS goes only to the --dns resolvers: a query to any other address
     // is denied (and reported); one to the resolver is not.
@@ -772,7 +772,7 @@ fn denied_destinations_are_reported_once_each() {
     ));
     assert_eq!(
         std::fs::read_to_string(&report).unwrap(),
-        "{\"proto\":\"udp\",\"dst\":\"10.88.0.9\",\"port\":53}\n"
+        "{\"kind\":\"egress\",\"proto\":\"udp\",\"dst\":\"10.88.0.9\",\"port\":53}\n"
     );
     // Agent mode without a file: a line on stderr.
     let out = net.run(
@@ -790,6 +790,22 @@ fn denied_destinations_are_reported_once_each() {
         err.contains("nucleus: egress denied: tcp 10.88.0.1:18084"),
         "{err}"
     );
+    // --violations: the denied destination and the denied system call,
+    // in one file.
+    std::fs::remove_file(&report).unwrap();
+    let both = "/probe/nucleus-probe try connect-tcp 10.88.0.1 18085; \
+                python3 -c 'import ctypes; ctypes.CDLL(None).syscall(101, 0, 0, 0, 0)'";
+    stdout(&net.run(
+        &["--egress-allow", "192.0.2.0/24", "--violations", report_arg],
+        &["sh", "-c", both],
+    ));
+    let text = std::fs::read_to_string(&report).unwrap();
+    for line in [
+        "{\"kind\":\"egress\",\"proto\":\"tcp\",\"dst\":\"10.88.0.1\",\"port\":18085}",
+        "{\"kind\":\"seccomp\",\"syscall\":\"ptrace\",\"nr\":101,\"arch\":\"x86_64\",\"errno\":1}",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
 }
 
 #[test]

@@ -176,8 +176,8 @@ pub enum EgressReport {
     Off,
     /// A line each on the caller's stderr.
     Stderr,
-    /// NDJSON to a file the caller opened: its descriptor travels with
-    /// the plan (after stdio, through the helper).
+    /// NDJSON to the violations file the caller opened: its descriptor
+    /// travels with the plan (after stdio, through the helper).
     File,
 }
 

@@ -656,28 +656,30 @@ impl Plan {
 
     /// Descriptors a Launch of this plan carries: host paths, then
     /// secrets, then the caller's stdin, stdout and stderr, then the
-    /// egress report's file if it has one, then the caller's mount
-    /// namespace (where the host-path descriptors live).
+    /// violations file if it has one, then the caller's mount namespace
+    /// (where the host-path descriptors live).
     pub fn launch_fd_count(&self) -> usize {
         self.host_paths().len()
             + self.secrets.len()
             + STDIO_FDS
-            + usize::from(self.egress_report_file())
+            + usize::from(self.violations_file())
             + 1
     }
 
-    /// Whether a descriptor for the egress report travels with the plan.
-    pub fn egress_report_file(&self) -> bool {
-        matches!(
-            &self.network,
-            NetworkMode::Bridge(crate::Bridge {
-                egress: Some(crate::EgressPolicy {
-                    report: crate::EgressReport::File,
+    /// Whether a descriptor for the violations file travels with the
+    /// plan: seccomp denials and denied egress are written there.
+    pub fn violations_file(&self) -> bool {
+        self.security.seccomp_mode == crate::SeccompMode::Report
+            || matches!(
+                &self.network,
+                NetworkMode::Bridge(crate::Bridge {
+                    egress: Some(crate::EgressPolicy {
+                        report: crate::EgressReport::File,
+                        ..
+                    }),
                     ..
-                }),
-                ..
-            })
-        )
+                })
+            )
     }
 
     /// Directories the agent inputs occupy: no plan mount may land there.

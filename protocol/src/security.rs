@@ -402,4 +402,10 @@ pub enum SeccompMode {
     /// seccomp user notifications) for `nucleus seccomp generate`; agent
     /// mode only, never through the helper.
     Trace,
+    /// `seccomp` decides each system call, and each one it denies with an
+    /// errno is reported (`--violations`): the denials go to a
+    /// user-notification listener the executor holds, which answers with
+    /// the program's own errno (never lets a call through) and writes a
+    /// line to the violations file. Agent modes only.
+    Report,
 }

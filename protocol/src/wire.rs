@@ -8,7 +8,7 @@ use crate::codec::{decode_exact, CodecError, PlanDigest, CONFIG};
 use crate::names::{SandboxId, SandboxName};
 
 pub const MAGIC: [u8; 4] = *b"NUCL";
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Largest frame body either side accepts.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 const LEN_BYTES: usize = 4;

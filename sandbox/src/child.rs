@@ -25,7 +25,7 @@ use protocol::{NetworkMode, Plan, SeccompMode};
 
 use crate::error::Error;
 use crate::inputs::Inputs;
-use crate::{caps, exec, init, landlock, mountaudit, mounts, net, rootfs, sys, trace};
+use crate::{caps, denials, exec, init, landlock, mountaudit, mounts, net, rootfs, sys, trace};
 
 /// Tags of the messages on the error pipe, child to parent.
 pub(crate) const REPORT_SETUP: u8 = b'S';
@@ -212,9 +212,25 @@ fn setup_and_exec(
         SeccompMode::Trace => {
             // Left open for the executor to take (pidfd_getfd); execve's
             // close-on-exec closes this copy.
-            let listener = sys::seccomp_listener(&trace::program())
+            let listener = sys::seccomp_listener(&trace::program(), false)
                 .step(|| "installing the seccomp trace filter".into())?;
             let _ = listener.into_raw_fd();
+        }
+        SeccompMode::Report => {
+            let program =
+                denials::program(plan.security.seccomp.instructions()).map_err(|detail| {
+                    Error::Setup {
+                        step: format!("--violations: {detail}"),
+                        source: std::io::Error::from_raw_os_error(libc::E2BIG),
+                    }
+                })?;
+            let listener = sys::seccomp_listener(&program, plan.security.log_denied)
+                .step(|| "installing the seccomp filter with its listener".into())?;
+            sys::seccomp_handover(denials::HANDOVER)
+                .step(|| "handing the seccomp listener over".into())?;
+            // Closed before the mini-init can inherit it: whoever holds
+            // the listener decides the denied calls.
+            sys::close_checked(listener).step(|| "closing the seccomp listener".into())?;
         }
     }
     if plan.process.init {

@@ -262,11 +262,11 @@ impl<'p> Watch<'p> {
     }
 }
 
-/// One report line: `{"proto":"tcp","dst":"192.0.2.7","port":443}`.
+/// One report line: `{"kind":"egress","proto":"tcp","dst":"192.0.2.7","port":443}`.
 fn ndjson(d: &nflog::Denied) -> String {
     let port = d.port.map_or("null".to_owned(), |p| p.to_string());
     format!(
-        "{{\"proto\":\"{}\",\"dst\":\"{}\",\"port\":{port}}}\n",
+        "{{\"kind\":\"egress\",\"proto\":\"{}\",\"dst\":\"{}\",\"port\":{port}}}\n",
         d.proto, d.dst
     )
 }
@@ -390,7 +390,7 @@ COMMIT
         };
         assert_eq!(
             ndjson(&d),
-            "{\"proto\":\"tcp\",\"dst\":\"192.0.2.7\",\"port\":443}\n"
+            "{\"kind\":\"egress\",\"proto\":\"tcp\",\"dst\":\"192.0.2.7\",\"port\":443}\n"
         );
         let icmp = nflog::Denied {
             proto: nflog::Proto::Icmp,
@@ -399,7 +399,7 @@ COMMIT
         };
         assert_eq!(
             ndjson(&icmp),
-            "{\"proto\":\"icmp\",\"dst\":\"2001:db8::1\",\"port\":null}\n"
+            "{\"kind\":\"egress\",\"proto\":\"icmp\",\"dst\":\"2001:db8::1\",\"port\":null}\n"
         );
     }
 }

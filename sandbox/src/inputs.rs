@@ -26,8 +26,9 @@ pub struct Inputs {
     /// Where a copy-in-out workspace goes back when the executor is not
     /// its owner; None: the executor opens the workspace path itself.
     pub sync_back: Option<SyncBack>,
-    /// Where an `EgressReport::File` report is written.
-    pub egress_report: Option<OwnedFd>,
+    /// The violations file: where an `EgressReport::File` report and
+    /// `SeccompMode::Report`'s denials are written.
+    pub violations: Option<OwnedFd>,
     /// Where trace mode's record is written.
     pub seccomp_trace: Option<OwnedFd>,
 }

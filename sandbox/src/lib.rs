@@ -11,9 +11,11 @@
 //! owner has. All `unsafe` lives in [`sys`]. This crate never installs a
 //! logger; it emits `tracing` events.
 
+mod bpf;
 mod bridge;
 mod caps;
 mod child;
+mod denials;
 mod dns;
 mod egress;
 mod error;
@@ -23,6 +25,7 @@ mod idmap;
 mod init;
 mod inputs;
 mod landlock;
+mod listener;
 mod mountaudit;
 mod mounts;
 mod net;
@@ -34,6 +37,7 @@ pub mod signals;
 mod sources;
 mod supervise;
 mod sys;
+pub mod syscalls;
 mod tools;
 mod trace;
 pub mod tree;

@@ -15,7 +15,7 @@ use crate::error::{Context, Error};
 use crate::inputs::{Inputs, SyncBack};
 use crate::pty::Relay;
 use crate::tools::Inside;
-use crate::{child, egress, idmap, nflog, sys, trace, tree, uplink};
+use crate::{child, denials, egress, idmap, listener, nflog, sys, trace, tree, uplink};
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +55,14 @@ fn copies_workspace(plan: &Plan) -> bool {
 struct Handed {
     workspace_copy: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
-    /// Trace mode: the thread answering the sandbox's system calls.
-    tracer: Option<std::thread::JoinHandle<trace::Seen>>,
+    /// The thread answering the sandbox's seccomp notifications.
+    listener: Option<Listening>,
+}
+
+/// What holds the sandbox's seccomp listener.
+enum Listening {
+    Trace(std::thread::JoinHandle<trace::Seen>),
+    Report(std::thread::JoinHandle<denials::Reported>),
 }
 
 /// What an executor adds to a sandbox's life; every method has a no-op
@@ -114,11 +120,13 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
     // Looked up before anything is made: a domain that does not resolve
     // is an error that leaves nothing behind.
     let resolved = egress.map(egress::resolve).transpose()?;
+    let violations = inputs.violations.take().map(std::fs::File::from);
     let sink = match egress.map(|e| e.report) {
-        Some(EgressReport::File) => inputs
-            .egress_report
-            .take()
-            .map(|f| egress::Sink::Ndjson(f.into())),
+        Some(EgressReport::File) => violations
+            .as_ref()
+            .map(|f| f.try_clone().map(egress::Sink::Ndjson))
+            .transpose()
+            .step(|| "keeping the violations file for the egress report".into())?,
         Some(EgressReport::Stderr) => Some(egress::Sink::Lines(
             inputs
                 .stdio
@@ -221,23 +229,48 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         };
         let workspace_copy = receive(copies_workspace(plan), "the workspace copy")?;
         let terminal = receive(plan.process.tty, "the terminal")?;
-        // Before the report: the sandbox's execve waits for the tracer.
-        let tracer = match plan.security.seccomp_mode {
+        // Before the report: the sandbox's execve waits for the listener
+        // to be taken.
+        let exited = || {
+            let mut fds = [pollin(pidfd.as_fd())];
+            sys::poll(&mut fds, 0).is_ok_and(|n| n > 0)
+        };
+        let taken = match plan.security.seccomp_mode {
             SeccompMode::Enforce => None,
-            SeccompMode::Trace => {
-                let exited = || {
-                    let mut fds = [pollin(pidfd.as_fd())];
-                    sys::poll(&mut fds, 0).is_ok_and(|n| n > 0)
-                };
-                Some(trace::serve(trace::grab(pidfd.as_fd(), exited)?)?)
+            SeccompMode::Trace | SeccompMode::Report => match listener::grab(pidfd.as_fd(), exited)
+            {
+                Ok(fd) => Some(fd),
+                Err(e) if exited() => {
+                    // It failed before its filter: its report says why.
+                    read_report(report_read)?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let listener = match (plan.security.seccomp_mode, taken, &violations) {
+            (SeccompMode::Trace, Some(fd), _) => Some(Listening::Trace(trace::serve(fd)?)),
+            (SeccompMode::Report, Some(fd), Some(file)) => {
+                let file = file
+                    .try_clone()
+                    .step(|| "keeping the violations file".into())?;
+                let program = plan.security.seccomp.instructions().to_vec();
+                Some(Listening::Report(denials::serve(fd, program, file)?))
             }
+            (SeccompMode::Report, _, None) => {
+                return Err(Error::Setup {
+                    step: "--violations: no file for the seccomp denials".into(),
+                    source: io::Error::from_raw_os_error(libc::EBADF),
+                })
+            }
+            _ => None,
         };
         // A setup failure closes the socket early: the report says why.
         read_report(report_read)?;
         Ok(Handed {
             workspace_copy,
             terminal,
-            tracer,
+            listener,
         })
     })();
     let handed = match started {
@@ -259,14 +292,23 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
     };
     let outcome = supervise(plan, pidfd, signals, relay, watch.as_mut(), hooks);
     detach(attached);
-    if let Some(tracer) = handed.tracer {
-        let seen = tracer.join().map_err(|_| Error::Setup {
-            step: "--seccomp-mode trace".into(),
-            source: io::Error::other("the trace thread panicked"),
-        })?;
-        if let Some(file) = trace_to {
-            trace::write(file.into(), &seen)?;
+    let panicked = |what: &str| Error::Setup {
+        step: what.into(),
+        source: io::Error::other("its thread panicked"),
+    };
+    match handed.listener {
+        Some(Listening::Trace(tracer)) => {
+            let seen = tracer
+                .join()
+                .map_err(|_| panicked("--seccomp-mode trace"))?;
+            if let Some(file) = trace_to {
+                trace::write(file.into(), &seen)?;
+            }
         }
+        Some(Listening::Report(reporter)) => {
+            reporter.join().map_err(|_| panicked("--violations"))?;
+        }
+        None => {}
     }
     let outcome = outcome?;
     if let (Some(copy), Some(ws)) = (handed.workspace_copy, &plan.workspace) {

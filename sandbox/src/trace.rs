@@ -2,9 +2,8 @@
 //! sandbox installs a filter that sends every system call of the native
 //! architecture to a user-notification listener (others kill the
 //! process, as the default profile does). The executor takes the listener
-//! out of the sandbox with pidfd_getfd (the sandbox cannot hand it over:
-//! its next system call already waits for an answer), and a thread answers
-//! each call with "continue" and counts it. Works rootless and as root
+//! out of the sandbox (`listener::grab`), and a thread answers each call
+//! with "continue" and counts it. Works rootless and as root
 //! (Linux 5.9+: pidfd_getfd and SECCOMP_USER_NOTIF_FLAG_CONTINUE).
 //!
 //! The record is NDJSON, one line per system call number, sorted:
@@ -13,18 +12,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use protocol::SockFilter;
 
 use crate::error::{Context, Error};
+use crate::listener::{self, AUDIT_ARCH_X86_64};
 use crate::sys;
-
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// How long the sandbox may take from the fork to its filter.
-const GRAB_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The trace filter: native calls to the listener, anything else killed.
 pub fn program() -> Vec<SockFilter> {
@@ -44,60 +38,12 @@ pub fn program() -> Vec<SockFilter> {
 /// How many times each (architecture, system call number) was made.
 pub type Seen = BTreeMap<(u32, i32), u64>;
 
-/// Takes the sandbox's listener once its filter is installed: its lowest
-/// free descriptor (3, or 4 when the error pipe is 3) once it is a
-/// seccomp listener. `exited` says whether the sandbox died meanwhile.
-pub fn grab(pidfd: BorrowedFd<'_>, exited: impl Fn() -> bool) -> Result<OwnedFd, Error> {
-    let deadline = Instant::now() + GRAB_TIMEOUT;
-    while Instant::now() < deadline && !exited() {
-        for fd in [3, 4] {
-            let Ok(copy) = sys::pidfd_getfd(pidfd, fd) else {
-                continue;
-            };
-            let link = std::fs::read_link(format!("/proc/self/fd/{}", copy.as_raw_fd()));
-            if link.is_ok_and(|l| l.as_os_str() == "anon_inode:seccomp notify") {
-                return Ok(copy);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Err(Error::Setup {
-        step: "--seccomp-mode trace: taking the sandbox's seccomp listener".into(),
-        source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-    })
-}
-
 /// Answers and counts every system call until no process uses the filter.
-pub fn serve(listener: OwnedFd) -> Result<JoinHandle<Seen>, Error> {
-    std::thread::Builder::new()
-        .name("seccomp-trace".into())
-        .spawn(move || {
-            let mut seen = BTreeMap::new();
-            loop {
-                let mut fds = [libc::pollfd {
-                    fd: listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }];
-                match sys::poll(&mut fds, -1) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                    Ok(_) => {}
-                }
-                if fds[0].revents & libc::POLLIN == 0 {
-                    // POLLHUP: every task under the filter is gone.
-                    break;
-                }
-                // ENOENT: the caller died between the two calls.
-                let Ok((id, nr, arch)) = sys::notif_recv(listener.as_fd()) else {
-                    continue;
-                };
-                *seen.entry((arch, nr)).or_insert(0) += 1;
-                let _ = sys::notif_continue(listener.as_fd(), id);
-            }
-            seen
-        })
-        .step(|| "starting the seccomp trace thread".into())
+pub fn serve(listener: listener::Listener) -> Result<JoinHandle<Seen>, Error> {
+    listener::serve(listener, "seccomp-trace", BTreeMap::new(), |seen, fd, n| {
+        *seen.entry((n.call.arch, n.call.nr)).or_insert(0) += 1;
+        let _ = sys::notif_continue(fd, n.id);
+    })
 }
 
 /// The record, one NDJSON line per system call.

@@ -984,3 +984,60 @@ fn trace_mode_never_runs_in_the_helper() {
     expect_refusal(answer, ErrorCode::BadRequest, "runs in-process only");
     finished_cleanly(child);
 }
+
+/// `--violations` through the helper: its executor answers the denied
+/// call with the plan's errno and writes the report to the caller's file.
+#[test]
+fn violations_are_reported_to_the_callers_file() {
+    const LD_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
+    let mut plan = sample_plan();
+    // x86_64 only; ptrace fails with EACCES (13), the rest is allowed.
+    plan.security.seccomp = SeccompProgram::try_from(vec![
+        insn(LD_ABS, 0, 0, 4),
+        insn(JEQ_K, 1, 0, 0xc000_003e),
+        insn(RET_K, 0, 0, 0x8000_0000),
+        insn(LD_ABS, 0, 0, 0),
+        insn(JEQ_K, 0, 1, 101),
+        insn(RET_K, 0, 0, 0x0005_0000 | 13),
+        insn(RET_K, 0, 0, 0x7fff_0000),
+    ])
+    .unwrap();
+    plan.security.seccomp_mode = SeccompMode::Report;
+    plan.process.argv = Argv::try_from(
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import ctypes, sys; l = ctypes.CDLL(None, use_errno=True); \
+             l.syscall(101, 0, 0, 0, 0); sys.exit(ctypes.get_errno())",
+        ]
+        .map(|a| Arg::try_from(a).unwrap())
+        .to_vec(),
+    )
+    .unwrap();
+    with_libraries(&mut plan);
+    let report = state_root().join(format!("violations-{}", std::process::id()));
+    let file = File::create(&report).unwrap();
+    let (bytes, digest) = launch_bytes(&plan);
+    let (mut sock, child) = connect();
+    hello(&mut sock);
+    let usr = open_dir("/usr");
+    let mut fds = with_stdio(&[usr.as_fd()]);
+    fds.insert(fds.len() - 1, file.as_fd());
+    send_fds(
+        &sock,
+        &frame(Message::Launch {
+            plan: bytes,
+            digest,
+        }),
+        &fds,
+    );
+    assert!(matches!(reply(&mut sock), Some(Message::Started { .. })));
+    expect_exit(&mut sock, child, ExitStatus::Code(13));
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "{\"kind\":\"seccomp\",\"syscall\":\"ptrace\",\"nr\":101,\"arch\":\"x86_64\",\"errno\":13}\n"
+    );
+}

@@ -42,3 +42,4 @@ mod policy;
 mod process;
 mod seccomp_trace;
 mod tty;
+mod violations;

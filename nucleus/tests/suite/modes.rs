@@ -234,6 +234,7 @@ fn the_audit_log_has_a_json_line_per_decision() {
         .unwrap()
         .starts_with("sha256:"));
     assert_eq!(start["seccomp_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(start["seccomp_mode"], "enforce");
     assert!(
         start["degraded"][0]
             .as_str()

@@ -1,7 +1,7 @@
 //! Trace mode: record a real program's system calls, generate a profile,
 //! and enforce it; without one needed call the program fails.
 
-use super::harness::{give, Identity, Nucleus, TempDir};
+use super::harness::{give, helper_output, Identity, Nucleus, TempDir};
 
 as_root_and_user!(trace_generate_enforce_round_trip);
 
@@ -20,14 +20,14 @@ fn trace_generate_enforce_round_trip(id: &Identity) {
         record.contains("\"nr\":59,"),
         "execve is recorded: {record}"
     );
-    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_nucleus"))
+    let mut generate = std::process::Command::new(env!("CARGO_BIN_EXE_nucleus"));
+    generate
         .args(["seccomp", "generate"])
         .arg(&trace)
         .arg("-o")
-        .arg(&profile)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+        .arg(&profile);
+    let generated = helper_output(generate);
+    assert!(generated.status.success(), "{generated:?}");
     let text = std::fs::read_to_string(&profile).unwrap();
     assert!(text.contains("\"getdents64\""), "{text}");
     Nucleus::new(id)

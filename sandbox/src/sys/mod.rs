@@ -5,7 +5,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use protocol::SockFilter;
 
@@ -324,11 +324,32 @@ pub fn seccomp_install(program: &[SockFilter], log: bool) -> io::Result<()> {
 
 /// Installs `program` and returns its notification listener (lowest free
 /// descriptor number, close-on-exec): the program's USER_NOTIF actions
-/// wait for whoever holds it.
-pub fn seccomp_listener(program: &[SockFilter]) -> io::Result<OwnedFd> {
-    let fd = seccomp_filter(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+/// wait for whoever holds it. `log` as for `seccomp_install`.
+pub fn seccomp_listener(program: &[SockFilter], log: bool) -> io::Result<OwnedFd> {
+    let log = if log {
+        libc::SECCOMP_FILTER_FLAG_LOG
+    } else {
+        0
+    };
+    let fd = seccomp_filter(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | log)?;
     // SAFETY: with NEW_LISTENER, seccomp returns a new descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// getpid(`marker`): the violations report's handover call, which its
+/// filter sends to the listener; it returns once the executor answers.
+pub fn seccomp_handover(marker: u64) -> io::Result<()> {
+    // SAFETY: getpid reads no arguments and touches no memory; the marker
+    // is only there for the filter to see.
+    check(unsafe { libc::syscall(libc::SYS_getpid, marker) }).map(drop)
+}
+
+/// close(2) with its error: for a descriptor that must be gone before
+/// the next step (OwnedFd's drop ignores a failed close).
+pub fn close_checked(fd: OwnedFd) -> io::Result<()> {
+    // SAFETY: the descriptor is ours (taken out of the OwnedFd) and
+    // nothing uses it afterwards.
+    check_int(unsafe { libc::close(fd.into_raw_fd()) }).map(drop)
 }
 
 fn seccomp_filter(program: &[SockFilter], flags: libc::c_ulong) -> io::Result<libc::c_long> {

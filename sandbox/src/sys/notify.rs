@@ -1,5 +1,6 @@
-//! Seccomp user notifications, for trace mode: the executor takes the
-//! sandbox's listener and answers each system call with "continue".
+//! Seccomp user notifications: the executor takes the sandbox's listener
+//! and answers each system call sent to it, with "continue" in trace
+//! mode, with an errno for the violations report.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -15,8 +16,14 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// One notification: its id, the system call's number and architecture.
-pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<(u64, i32, u32)> {
+/// One system call waiting for the listener's answer.
+pub struct Notification {
+    pub id: u64,
+    pub call: crate::bpf::Call,
+}
+
+/// The next notification (blocks until one comes).
+pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<Notification> {
     // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a valid, writable seccomp_notif.
@@ -27,17 +34,46 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<(u64, i32, u32)> {
             &mut notif as *mut libc::seccomp_notif,
         )
     })?;
-    Ok((notif.id, notif.data.nr, notif.data.arch))
+    let data = notif.data;
+    Ok(Notification {
+        id: notif.id,
+        call: crate::bpf::Call {
+            nr: data.nr,
+            arch: data.arch,
+            instruction_pointer: data.instruction_pointer,
+            args: data.args,
+        },
+    })
+}
+
+/// Answers notification `id` without running the system call: it
+/// returns `-errno` when `errno` is not 0, else 0.
+pub fn notif_answer(listener: BorrowedFd<'_>, id: u64, errno: i32) -> io::Result<()> {
+    notif_send(
+        listener,
+        libc::seccomp_notif_resp {
+            id,
+            val: 0,
+            error: -errno,
+            flags: 0,
+        },
+    )
 }
 
 /// Lets the system call of notification `id` run as if unfiltered.
 pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
-    let mut resp = libc::seccomp_notif_resp {
-        id,
-        val: 0,
-        error: 0,
-        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
-    };
+    notif_send(
+        listener,
+        libc::seccomp_notif_resp {
+            id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        },
+    )
+}
+
+fn notif_send(listener: BorrowedFd<'_>, mut resp: libc::seccomp_notif_resp) -> io::Result<()> {
     // SAFETY: `resp` is a valid seccomp_notif_resp.
     check_int(unsafe {
         libc::ioctl(
