@@ -185,6 +185,8 @@ pub fn verify(plan: &Plan, steps: &[Step]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
+    use std::os::fd::AsFd;
 
     /// What the sandbox sees for the sample plan (read-only root, /usr
     /// bound read-only), as a real run printed it.
@@ -229,6 +231,85 @@ mod tests {
     fn the_topmost_mount_counts() {
         let covered = format!("{GOOD}10 3 0:9 / /usr rw,nosuid,nodev - tmpfs tmpfs rw\n");
         assert_eq!(check(&covered, &want()), ["/usr is not ro"]);
+    }
+
+    /// The audit on a real mount table: the sample plan's root made by the
+    /// real steps in new namespaces passes; then the test's own hook, run
+    /// between the setup and the audit, makes /usr writable again, and
+    /// the audit catches it.
+    #[test]
+    fn a_flag_undone_on_a_real_mount_is_caught() {
+        let plan = protocol::testing::sample_plan();
+        let (uid, gid) = (sys::geteuid(), sys::getgid());
+        let ns = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
+        let pidfd = match sys::fork_into_namespaces(ns as u64) {
+            Ok(sys::Forked::Child) => sys::exit_now(audit_twice(&plan, uid, gid)),
+            Ok(sys::Forked::Parent { pidfd, .. }) => pidfd,
+            Err(e) if std::env::var_os("NUCLEUS_REQUIRE_ALL").is_none() => {
+                eprintln!(
+                    "SKIPPED a_flag_undone_on_a_real_mount_is_caught: no user namespace here ({e})"
+                );
+                return;
+            }
+            Err(e) => panic!("a user namespace: {e}"),
+        };
+        let status = sys::wait_pidfd(pidfd.as_fd()).unwrap();
+        assert_eq!(
+            status,
+            sys::WaitStatus::Exited(0),
+            "see the child's message above"
+        );
+    }
+
+    /// In the new namespaces (PID 1 there): 0 when the audit passes the
+    /// real root and then fails it with /usr made writable.
+    fn audit_twice(plan: &Plan, uid: u32, gid: u32) -> i32 {
+        let maps = [
+            ("/proc/self/setgroups", "deny".to_owned()),
+            ("/proc/self/uid_map", format!("0 {uid} 1")),
+            ("/proc/self/gid_map", format!("0 {gid} 1")),
+        ];
+        for (file, text) in maps {
+            if let Err(e) = std::fs::write(file, text) {
+                say(format!("{file}: {e}"));
+                return 1;
+            }
+        }
+        let steps = crate::mounts::steps(plan);
+        let built = crate::rootfs::NewRoot::begin(&plan.root, &steps, Default::default()).and_then(
+            |mut root| {
+                root.apply(&steps)?;
+                root.enter(false)
+            },
+        );
+        if let Err(e) = built {
+            say(format!("building the root: {e}"));
+            return 2;
+        }
+        if let Err(e) = verify(plan, &steps) {
+            say(format!("the real root fails the audit: {e}"));
+            return 3;
+        }
+        // The hook: /usr remounted without MS_RDONLY.
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
+        if let Err(e) = sys::mount(None, c"/usr", None, flags, None) {
+            say(format!("making /usr writable: {e}"));
+            return 4;
+        }
+        match verify(plan, &steps) {
+            Err(e) if e.to_string().contains("the mount audit: /usr is not ro") => 0,
+            other => {
+                say(format!("the audit after the hook: {other:?}"));
+                5
+            }
+        }
+    }
+
+    /// To the real stderr: the child's copy of the test's captured output
+    /// is lost with it.
+    fn say(text: String) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{text}");
     }
 
     #[test]
