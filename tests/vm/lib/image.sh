@@ -4,24 +4,33 @@
 # lib/common.sh. Entry point: image_ensure (sets IMG_DIR).
 #
 # Cache layout under $VM_CACHE_DIR:
-#   base-<key>/    the plain debootstrap tree (key: suite, mirror, packages)
+#   base-<key>/    the debootstrap tree plus the kernel (key: suite, mirror,
+#                  packages, kernel suite, image_install_kernel's text)
 #   img-<key>/     rootfs.img, vmlinuz, initrd.img, kernel-version
 #                  (key: VM_IMAGE_VERSION, the text of the functions below,
-#                  suite, mirror, packages, disk size, VM_CACHE_EPOCH)
+#                  suite, mirror, packages, kernel suite, disk size,
+#                  VM_CACHE_EPOCH)
 # A changed package list or recipe gets a new key; older trees and images are
 # removed once the new one is built.
 
 # Bump when the image changes in a way the function text does not show.
-readonly VM_IMAGE_VERSION=1
+readonly VM_IMAGE_VERSION=2
+
+# The guest's kernel. bookworm's own linux-image-cloud-amd64 is 6.1, with
+# Landlock ABI 2; production mode needs ABI 3 at least, so the kernel comes
+# from bookworm-backports (6.12: ABI 6). debootstrap installs one suite only:
+# image_install_kernel adds this one afterwards and installs the kernel (and
+# only this kernel) from it. VM_KERNEL_SUITE=$VM_SUITE boots the stock one.
+readonly VM_KERNEL_PACKAGE=linux-image-cloud-amd64
 
 # What the guest needs: real systemd as PID 1 with udev, D-Bus, logind,
 # polkitd, journald; the firewall and network tools; uidmap for unprivileged
 # user namespaces with /etc/subuid ranges; socat as a unix-socket client;
 # dbus-user-session for the users' own bus (systemd user manager limits);
 # bubblewrap, the baseline of the helper benchmark; passt (pasta), the
-# rootless userspace NAT.
+# rootless userspace NAT. The kernel is not here: see VM_KERNEL_PACKAGE.
 readonly -a VM_BASE_PACKAGES=(
-  linux-image-cloud-amd64 systemd systemd-sysv udev dbus libpam-systemd
+  systemd systemd-sysv udev dbus libpam-systemd
   polkitd pkexec iptables nftables iproute2 sudo procps kmod util-linux
   libseccomp2 uidmap socat dbus-user-session bubblewrap passt
 )
@@ -41,6 +50,27 @@ image_host_mirror() {
     awk '/^[[:space:]]*URIs:/ {print $2}
          /^[[:space:]]*deb[[:space:]]/ {for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) {print $i; break}}' "$f"
   done | awk '/\/debian\/?$/ && !/security/ && !found {print; found = 1}'
+}
+
+# Install VM_KERNEL_PACKAGE from VM_KERNEL_SUITE (its dependencies from
+# VM_SUITE unless they need newer versions) into the debootstrapped tree $1,
+# from the same mirror. Needs the network; runs once per debootstrap tree.
+image_install_kernel() {
+  local root=$1 rc=0
+  local apt=(chroot "$root" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 nice -n 10 apt-get -q -y
+    -o Dpkg::Use-Pty=0 -o APT::Install-Recommends=false)
+  if [[ $VM_KERNEL_SUITE != "$VM_SUITE" ]]; then
+    echo "deb $VM_MIRROR $VM_KERNEL_SUITE main" > "$root/etc/apt/sources.list.d/$VM_KERNEL_SUITE.list"
+  fi
+  # debootstrap copied the host's resolv.conf; the kernel's postinst builds
+  # an initrd (update-initramfs), which wants /proc.
+  mount -t proc proc "$root/proc"
+  "${apt[@]}" update || rc=1
+  [[ $rc != 0 ]] || "${apt[@]}" install "$VM_KERNEL_PACKAGE/$VM_KERNEL_SUITE" || rc=1
+  "${apt[@]}" clean
+  umount "$root/proc"
+  rm -rf "$root"/var/lib/apt/lists/*
+  return "$rc"
 }
 
 # Everything done to the debootstrapped tree $1. The text of this function is
@@ -135,9 +165,10 @@ UNIT
 image_build() {
   local out=$1 packages base tmp root kver
   packages=$(image_packages)
-  # Level 1: the plain debootstrap tree, keyed on suite, mirror and packages,
-  # so a recipe change alone does not download everything again.
-  base=$VM_CACHE_DIR/base-$(echo "$VM_CACHE_EPOCH $VM_SUITE $VM_MIRROR $packages" | sha256sum | cut -c1-16)
+  # Level 1: the debootstrap tree and the kernel, keyed on suite, mirror,
+  # packages and kernel suite, so a recipe change alone does not download
+  # everything again.
+  base=$VM_CACHE_DIR/base-$(image_base_key)
   if [[ ! -f $base/.complete ]]; then
     safe_rm "$VM_CACHE_DIR"/base-*
     log "debootstrap $VM_SUITE from $VM_MIRROR ($packages)"
@@ -146,6 +177,12 @@ image_build() {
       tail -n 30 "$VM_CACHE_DIR/debootstrap.log" >&2
       safe_rm "$base.tmp"
       die "debootstrap failed (full log: $VM_CACHE_DIR/debootstrap.log)"
+    fi
+    log "installing $VM_KERNEL_PACKAGE from $VM_KERNEL_SUITE"
+    if ! image_install_kernel "$base.tmp" > "$VM_CACHE_DIR/kernel.log" 2>&1; then
+      tail -n 30 "$VM_CACHE_DIR/kernel.log" >&2
+      safe_rm "$base.tmp"
+      die "installing the kernel failed (full log: $VM_CACHE_DIR/kernel.log)"
     fi
     rm -f "$base.tmp"/var/cache/apt/archives/*.deb
     touch "$base.tmp/.complete"
@@ -160,10 +197,11 @@ image_build() {
   cp -a "$base" "$root"
   rm -f "$root/.complete"
   image_customize_rootfs "$root" || { safe_rm "$tmp"; die "customizing the rootfs failed"; }
-  kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
-  if [[ ! -f $root/boot/vmlinuz-$kver || ! -f $root/boot/initrd.img-$kver ]]; then
+  # Exactly one kernel: the one image_install_kernel installed.
+  kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n')
+  if [[ $kver == *$'\n'* || ! -f $root/boot/vmlinuz-$kver || ! -f $root/boot/initrd.img-$kver ]]; then
     safe_rm "$tmp"
-    die "no kernel or initrd for '$kver' in the image"
+    die "not exactly one kernel with its initrd in the image: '${kver//$'\n'/ }'"
   fi
   cp "$root/boot/vmlinuz-$kver" "$tmp/vmlinuz"
   cp "$root/boot/initrd.img-$kver" "$tmp/initrd.img"
@@ -181,11 +219,20 @@ image_build() {
   mv "$tmp" "$out"
 }
 
+image_base_key() {
+  {
+    echo "$VM_CACHE_EPOCH $VM_SUITE $VM_MIRROR $(image_packages)"
+    echo "$VM_KERNEL_SUITE $VM_KERNEL_PACKAGE"
+    declare -f image_install_kernel
+  } | sha256sum | cut -c1-16
+}
+
 image_cache_key() {
   {
     echo "nucleus-vm-image v$VM_IMAGE_VERSION"
-    declare -f image_customize_rootfs image_build
+    declare -f image_install_kernel image_customize_rootfs image_build
     echo "$VM_CACHE_EPOCH $VM_SUITE $VM_MIRROR $(image_packages) $VM_DISK_SIZE"
+    echo "$VM_KERNEL_SUITE $VM_KERNEL_PACKAGE"
   } | sha256sum | cut -c1-16
 }
 

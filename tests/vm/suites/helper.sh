@@ -169,11 +169,44 @@ out=$(as_user tester nucleus run --memory 64M --init --rootfs / -- sh -c 'echo "
 t_match "--rootfs / (shared mounts) with a mini-init: the workload is not PID 1" "^pid [2-9][0-9]*$" "$out"
 t_eq "the host's mount table is as it was (the clones are private)" "$host_mounts" \
   "$(awk '{print $5}' /proc/self/mountinfo | sort | md5sum)"
-out=$(as_user tester nucleus run --service-mode production --memory 64M --rootfs /srv/root -- true 2>&1)
-t_match "production needs Landlock ABI 3: this 6.1 guest kernel has 2, and says so" \
-  "the required Landlock ABI is not available on this kernel \(kernel offers ABI 2, the policy requires 3\)" "$out"
 out=$(as_user tester nucleus run --service-mode production --rootfs /srv/root -- true 2>&1)
 t_match "production without --memory is refused" "production mode forbids: production mode needs a memory limit" "$out"
+
+# The guest runs bookworm-backports' kernel: Landlock ABI 3 and more.
+t_section "production mode end to end"
+prod=(nucleus run --service-mode production --memory 64M --rootfs /srv/root --audit-log journal)
+out=$(as_user tester "${prod[@]}" -- sh -c 'echo "pid $$"; grep " /proc " /proc/self/mountinfo' 2>&1)
+t_match "tester: the workload runs under the mini-init (not PID 1)" "^pid [2-9][0-9]*$" "$(head -n 1 <<<"$out")"
+t_match "tester: /proc is mounted hidepid" "hidepid=(2|invisible)" "$out"
+sleep 0.5
+start=$(journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=nucleus NUCLEUS_EVENT=start | tail -n 1)
+t_match "the audit log: production through the helper, init, hidepid, mount audit, Landlock at ABI 3" \
+  '"mode":"production".*"executor":"helper".*"landlock":"MinimumAbi\(3\)".*"init":true,"hide_pids":true,"mount_audit":true' "$start"
+out=$(as_user tester "${prod[@]}" -- tail /dev/zero 2>&1)
+t_eq "tester: a memory hog in production is OOM-killed (137)" 137 "$?"
+# hidepid=2 for real: a process of uid 1 is visible to uid 1 and hidden
+# from uid 2. The workload keeps CAP_SETUID and CAP_SETGID (ambient) to
+# become both, on tester's subordinate range; perl switches (setpriv
+# wants PR_SET_KEEPCAPS, which the locked securebits refuse).
+printf '[bounding]\nkeep = ["CAP_SETUID", "CAP_SETGID"]\n[ambient]\nkeep = ["CAP_SETUID", "CAP_SETGID"]\n' > /srv/setid-caps.toml
+# `sh /as UID COMMAND...` becomes COMMAND as UID in the same process, so
+# that $! is the process of uid 1 itself.
+cat > /srv/root/as <<'SCRIPT'
+exec perl -MPOSIX -e '($u, @cmd) = @ARGV; POSIX::setgid($u) or die "setgid: $!\n";
+  POSIX::setuid($u) or die "setuid: $!\n"; exec @cmd or die "exec: $!\n"' "$@"
+SCRIPT
+cat > /srv/root/hidepid.sh <<'SCRIPT'
+sh /as 1 sleep 30 &  # ended with the sandbox (PID 1 exits)
+p=$!
+sleep 0.3
+sh /as 1 sh -c "test -d /proc/$p && echo uid1-sees || echo uid1-blind"
+sh /as 2 sh -c "test -d /proc/$p && echo uid2-sees || echo uid2-blind"
+sh /as 2 sh -c "ls /proc | grep -qx $p && echo uid2-lists || echo uid2-no-list"
+SCRIPT
+chmod 644 /srv/setid-caps.toml /srv/root/as /srv/root/hidepid.sh
+out=$(as_user tester "${prod[@]}" --userns subids --caps-policy /srv/setid-caps.toml -- sh /hidepid.sh 2>&1)
+t_eq "hidepid=2: uid 1's process is seen by uid 1, hidden from uid 2" \
+  "uid1-sees uid2-blind uid2-no-list" "$(tr '\n' ' ' <<<"$out" | sed 's/ $//')"
 umount /srv/root/usr
 
 t_section "the audit log to journald"

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Suite "run": `nucleus run` on the guest's kernel (Debian's 6.1, not the
-# development host's), as root and as both unprivileged test users: the
+# Suite "run": `nucleus run` on the guest's kernel (bookworm-backports'
+# 6.12, not the development host's), as root and as both unprivileged test users: the
 # sandbox starts, reports the default restrictions through the probe, and
 # keeps one user's files out of another's sandbox. Runs as root in the guest.
 set -uo pipefail
