@@ -178,6 +178,18 @@ fn untrusted_workloads_need_gvisor_or_the_degraded_flag() {
         ])
         .run(&["true"])
         .assert_refused("never gets the host's network");
+    // Only the flag: no variable in nucleus's environment stands in for it.
+    let mut spoofed = Nucleus::bare(&id).args(["--trust-level", "untrusted"]);
+    for name in [
+        "NUCLEUS_ALLOW_DEGRADED_SECURITY",
+        "NUCLEUS_ALLOW_DEGRADED",
+        "ALLOW_DEGRADED_SECURITY",
+    ] {
+        spoofed = spoofed.env(name, "1");
+    }
+    spoofed
+        .run(&["true"])
+        .assert_refused("needs the gVisor runtime");
 }
 
 #[test]
