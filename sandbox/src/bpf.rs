@@ -7,6 +7,18 @@
 
 use protocol::SockFilter;
 
+/// The instructions the programs nucleus writes itself are made of
+/// (`BPF_LD|BPF_W|BPF_ABS`, `BPF_JMP|BPF_JEQ|BPF_K`, `BPF_RET|BPF_K`).
+pub const LD_W_ABS: u16 = 0x20;
+pub const JEQ_K: u16 = 0x15;
+pub const RET_K: u16 = 0x06;
+/// `seccomp_data.arch` of a native (x86_64) system call.
+pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+pub fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
+    SockFilter { code, jt, jf, k }
+}
+
 /// What `seccomp_data` holds for one call (`struct seccomp_data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Call {
@@ -53,7 +65,7 @@ pub fn run(program: &[SockFilter], call: &Call) -> u32 {
         let src = if insn.code & 0x08 != 0 { x } else { k };
         match insn.code {
             // BPF_LD|BPF_W|BPF_ABS, BPF_LD|BPF_W|BPF_LEN, BPF_LDX|BPF_W|BPF_LEN
-            0x20 => match call.word(k) {
+            LD_W_ABS => match call.word(k) {
                 Some(w) => a = w,
                 None => return KILL,
             },
@@ -106,7 +118,7 @@ pub fn run(program: &[SockFilter], call: &Call) -> u32 {
                 pc += usize::from(if taken { insn.jt } else { insn.jf });
             }
             // BPF_RET|BPF_K, BPF_RET|BPF_A
-            0x06 => return k,
+            RET_K => return k,
             0x16 => return a,
             // BPF_MISC|BPF_TAX, BPF_MISC|BPF_TXA
             0x07 => x = a,
@@ -120,16 +132,8 @@ pub fn run(program: &[SockFilter], call: &Call) -> u32 {
 mod tests {
     use super::*;
 
-    const LD_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
     const JGE_K: u16 = 0x35;
     const JSET_K: u16 = 0x45;
-    const RET_K: u16 = 0x06;
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-
-    fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
-        SockFilter { code, jt, jf, k }
-    }
 
     fn call(nr: i32, args: [u64; 6]) -> Call {
         Call {
@@ -164,9 +168,9 @@ mod tests {
         // EPERM, everything else ENOSYS: libseccomp's shape.
         let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
         let program = [
-            insn(LD_ABS, 0, 0, 0),
+            insn(LD_W_ABS, 0, 0, 0),
             insn(JEQ_K, 0, 4, 135),
-            insn(LD_ABS, 0, 0, 16),
+            insn(LD_W_ABS, 0, 0, 16),
             insn(JEQ_K, 0, 1, 0xffff_ffff),
             insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
             insn(RET_K, 0, 0, errno(1)),
@@ -185,7 +189,7 @@ mod tests {
     #[test]
     fn alu_jumps_and_scratch_memory() {
         let program = [
-            insn(LD_ABS, 0, 0, 16),
+            insn(LD_W_ABS, 0, 0, 16),
             insn(0x54, 0, 0, 0xff),   // A &= 0xff
             insn(0x02, 0, 0, 3),      // mem[3] = A
             insn(0x00, 0, 0, 0),      // A = 0
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn what_it_cannot_run_is_a_kill() {
         for bad in [
-            insn(LD_ABS, 0, 0, 64),    // past seccomp_data
+            insn(LD_W_ABS, 0, 0, 64),  // past seccomp_data
             insn(0x60, 0, 0, 16),      // past the scratch memory
             insn(0x34, 0, 0, 0),       // A /= 0
             insn(0x05, 0, 0, 1 << 31), // a jump off the end

@@ -18,9 +18,9 @@ use std::thread::JoinHandle;
 
 use protocol::SockFilter;
 
-use crate::bpf;
+use crate::bpf::{self, insn, AUDIT_ARCH_X86_64, JEQ_K, LD_W_ABS, RET_K};
 use crate::error::Error;
-use crate::listener::{self, AUDIT_ARCH_X86_64};
+use crate::listener;
 use crate::sys::{self, Notification};
 use crate::syscalls;
 
@@ -31,14 +31,9 @@ const MAX_INSNS: usize = 4096;
 /// Distinct system calls reported at most (the native table has ~370).
 const MAX_REPORTED: usize = 1024;
 
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x15;
-const RET_K: u16 = 0x06;
-
 /// The plan's program as installed for the report: the handover prelude,
 /// then `enforced` with every `return ERRNO(e)` made `return USER_NOTIF`.
 pub fn program(enforced: &[SockFilter]) -> Result<Vec<SockFilter>, String> {
-    let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
     // Any call but the handover falls through to the plan's program (at
     // index 7; jumps are relative to the next instruction).
     let mut program = vec![
@@ -149,7 +144,6 @@ mod tests {
 
     /// ptrace: EPERM; clone3: ENOSYS; getpid and the rest: allowed.
     fn enforced() -> Vec<SockFilter> {
-        let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
         vec![
             insn(LD_W_ABS, 0, 0, 0),
             insn(JEQ_K, 0, 1, libc::SYS_ptrace as u32),

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use crate::error::{Context, Error};
 use crate::sys::{self, Notification};
 
-pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// How long the sandbox may take from the fork to its filter.
 const GRAB_TIMEOUT: Duration = Duration::from_secs(30);
 

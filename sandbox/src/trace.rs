@@ -16,16 +16,13 @@ use std::thread::JoinHandle;
 
 use protocol::SockFilter;
 
+use crate::bpf::{insn, AUDIT_ARCH_X86_64, JEQ_K, LD_W_ABS, RET_K};
 use crate::error::{Context, Error};
-use crate::listener::{self, AUDIT_ARCH_X86_64};
+use crate::listener;
 use crate::sys;
 
 /// The trace filter: native calls to the listener, anything else killed.
 pub fn program() -> Vec<SockFilter> {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
     vec![
         // seccomp_data.arch
         insn(LD_W_ABS, 0, 0, 4),
