@@ -137,6 +137,14 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         )),
         Some(EgressReport::Off) | None => None,
     };
+    // Where the seccomp denials go: checked before anything is made.
+    let denials_to = match plan.security.seccomp_mode {
+        SeccompMode::Report => Some(violations.ok_or_else(|| Error::Setup {
+            step: "--violations: no file for the seccomp denials".into(),
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        })?),
+        SeccompMode::Enforce | SeccompMode::Trace => None,
+    };
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
     // The sandbox sends descriptors back over this: the workspace copy, and
@@ -235,35 +243,25 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
             let mut fds = [pollin(pidfd.as_fd())];
             sys::poll(&mut fds, 0).is_ok_and(|n| n > 0)
         };
-        let taken = match plan.security.seccomp_mode {
+        let listener = match plan.security.seccomp_mode {
             SeccompMode::Enforce => None,
-            SeccompMode::Trace | SeccompMode::Report => match listener::grab(pidfd.as_fd(), exited)
-            {
-                Ok(fd) => Some(fd),
-                Err(e) if exited() => {
-                    // It failed before its filter: its report says why.
-                    read_report(report_read)?;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        let listener = match (plan.security.seccomp_mode, taken, &violations) {
-            (SeccompMode::Trace, Some(fd), _) => Some(Listening::Trace(trace::serve(fd)?)),
-            (SeccompMode::Report, Some(fd), Some(file)) => {
-                let file = file
-                    .try_clone()
-                    .step(|| "keeping the violations file".into())?;
-                let program = plan.security.seccomp.instructions().to_vec();
-                Some(Listening::Report(denials::serve(fd, program, file)?))
-            }
-            (SeccompMode::Report, _, None) => {
-                return Err(Error::Setup {
-                    step: "--violations: no file for the seccomp denials".into(),
-                    source: io::Error::from_raw_os_error(libc::EBADF),
+            SeccompMode::Trace | SeccompMode::Report => {
+                let taken = match listener::grab(pidfd.as_fd(), exited) {
+                    Err(e) if exited() => {
+                        // It failed before its filter: its report says why.
+                        read_report(report_read)?;
+                        return Err(e);
+                    }
+                    taken => taken?,
+                };
+                Some(match denials_to {
+                    Some(file) => {
+                        let program = plan.security.seccomp.instructions().to_vec();
+                        Listening::Report(denials::serve(taken, program, file)?)
+                    }
+                    None => Listening::Trace(trace::serve(taken)?),
                 })
             }
-            _ => None,
         };
         // A setup failure closes the socket early: the report says why.
         read_report(report_read)?;
