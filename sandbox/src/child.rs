@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 
-use protocol::{NetworkMode, Plan, SeccompMode};
+use protocol::{NetworkMode, Plan, SeccompMode, SockFilter};
 
 use crate::error::Error;
 use crate::inputs::Inputs;
@@ -43,6 +43,9 @@ pub(crate) struct Setup<'a> {
     /// workspace (copy-in-out), then the terminal's master (`-t`).
     pub control: Option<OwnedFd>,
     pub inputs: Inputs,
+    /// `SeccompMode::Report`: the plan's program as installed for the
+    /// report (`denials::program`), made before the fork.
+    pub report_program: Option<Vec<SockFilter>>,
 }
 
 /// Never returns: execs the workload or exits with status 125/126/127
@@ -54,6 +57,7 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
         setup.go,
         setup.control,
         setup.inputs,
+        setup.report_program,
         report.as_raw_fd(),
     );
     let (tag, code, text) = match failure {
@@ -80,6 +84,7 @@ fn setup_and_exec(
     go: OwnedFd,
     control: Option<OwnedFd>,
     inputs: Inputs,
+    report_program: Option<Vec<SockFilter>>,
     report_fd: i32,
 ) -> Result<Infallible, Error> {
     use crate::error::Context;
@@ -217,13 +222,10 @@ fn setup_and_exec(
             let _ = listener.into_raw_fd();
         }
         SeccompMode::Report => {
-            let program =
-                denials::program(plan.security.seccomp.instructions()).map_err(|detail| {
-                    Error::Setup {
-                        step: format!("--violations: {detail}"),
-                        source: std::io::Error::from_raw_os_error(libc::E2BIG),
-                    }
-                })?;
+            let program = report_program.ok_or_else(|| Error::Setup {
+                step: "--violations: no program for the report".into(),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
             let listener = sys::seccomp_listener(&program, plan.security.log_denied)
                 .step(|| "installing the seccomp filter with its listener".into())?;
             sys::seccomp_handover(denials::HANDOVER)

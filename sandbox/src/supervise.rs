@@ -137,13 +137,24 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
         )),
         Some(EgressReport::Off) | None => None,
     };
-    // Where the seccomp denials go: checked before anything is made.
-    let denials_to = match plan.security.seccomp_mode {
-        SeccompMode::Report => Some(violations.ok_or_else(|| Error::Setup {
-            step: "--violations: no file for the seccomp denials".into(),
-            source: io::Error::from_raw_os_error(libc::EBADF),
-        })?),
-        SeccompMode::Enforce | SeccompMode::Trace => None,
+    // Where the seccomp denials go, and the program that sends them
+    // there: both checked before anything is made.
+    let (denials_to, report_program) = match plan.security.seccomp_mode {
+        SeccompMode::Report => {
+            let file = violations.ok_or_else(|| Error::Setup {
+                step: "--violations: no file for the seccomp denials".into(),
+                source: io::Error::from_raw_os_error(libc::EBADF),
+            })?;
+            let program =
+                denials::program(plan.security.seccomp.instructions()).map_err(|detail| {
+                    Error::Setup {
+                        step: format!("--violations: {detail}"),
+                        source: io::Error::from_raw_os_error(libc::E2BIG),
+                    }
+                })?;
+            (Some(file), Some(program))
+        }
+        SeccompMode::Enforce | SeccompMode::Trace => (None, None),
     };
     let (go_read, go_write) = sys::pipe().step(|| "creating the sync pipe".into())?;
     let (report_read, report_write) = sys::pipe().step(|| "creating the error pipe".into())?;
@@ -174,11 +185,12 @@ pub fn run(plan: &Plan, mut inputs: Inputs, hooks: &mut dyn Hooks) -> Result<Out
                 report: report_write,
                 control: control_child,
                 inputs,
+                report_program,
             })
         }
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((go_read, report_write, control_child, inputs));
+    drop((go_read, report_write, control_child, inputs, report_program));
     let mut attached = None;
     let mut watch = None;
 
